@@ -1,0 +1,39 @@
+//! Where the hosts of a flannel network agree on who owns which subnet.
+//!
+//! - [`Registry`]: the store of the network config and the subnet leases,
+//!   with two implementations: [`EtcdRegistry`] on etcd v3, with the keys
+//!   and values that flannel uses, and [`MemoryRegistry`] in process memory
+//!   with a clock the caller controls.
+//! - [`LeaseManager`]: waits for the network config, acquires a subnet
+//!   lease for this host, keeps it renewed, and streams the other hosts'
+//!   leases to the backend.
+//! - [`testing`]: starts a throwaway etcd server for tests.
+//!
+//! This crate never configures interfaces, routes or packets, and never
+//! deletes or rewrites leases other than its own.
+
+#![warn(missing_docs)]
+
+mod backoff;
+pub mod clock;
+pub mod error;
+pub mod etcd;
+pub mod manager;
+pub mod memory;
+pub mod registry;
+pub mod testing;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CreateLeaseError, DeleteLeaseError, RegistryError, RenewLeaseError};
+pub use etcd::{ConnectError, EtcdConfig, EtcdRegistry};
+pub use manager::{
+    AcquireError, LeaseEvent, LeaseKeeper, LeaseManager, ManagerConfig, PeerEvent, PeerWatch,
+};
+pub use memory::MemoryRegistry;
+pub use registry::{
+    ConfigValue, Expiry, InvalidLease, Lease, LeaseReadError, LeaseSnapshot, LeaseWatch, Registry,
+    RegistryEvent, Revision,
+};
+
+/// The key prefix flannel uses when none is configured.
+pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
