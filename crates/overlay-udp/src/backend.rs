@@ -302,6 +302,14 @@ impl UdpBackend {
         Ok(backend)
     }
 
+    /// Checks that both packet threads still run. A loop ends on its own
+    /// only after an I/O error it cannot recover from, which it logs; the
+    /// backend then carries no traffic in that direction, so a daemon
+    /// should stop and let its supervisor restart it.
+    pub fn is_running(&self) -> bool {
+        !self.threads.is_empty() && self.threads.iter().all(|thread| !thread.is_finished())
+    }
+
     /// Returns a handle on the forwarding table. Updates apply while traffic flows.
     pub fn peers(&self) -> PeerTable {
         self.shared.peers.clone()

@@ -313,6 +313,7 @@ fn shutdown_removes_tun_device() {
     assert!(output.contains("mtu 1472"), "{output}");
     let (_, addresses) = run_in(&hosts.pair.a.name, "ip", &["-4", "addr", "show", &name]);
     assert!(addresses.contains("inet 10.244.1.0/16"), "{addresses}");
+    assert!(hosts.a.is_running(), "packet threads of a running backend");
 
     let Hosts { a, b, pair } = hosts;
     a.shutdown().expect("shutdown reported an error");

@@ -71,8 +71,6 @@ pub fn backend_type(config: &NetworkConfig) -> Result<BackendType, BackendError>
 #[derive(Debug)]
 pub enum ActiveBackend {
     /// The udp data path and the settings it was started with.
-    // TODO: a packet loop that ends early with an error goes unnoticed until
-    // shutdown, because UdpBackend offers no way to watch its threads.
     Udp {
         /// The running data path.
         backend: UdpBackend,
@@ -126,6 +124,15 @@ impl ActiveBackend {
                 })
             }
             _ => Ok(Self::Alloc),
+        }
+    }
+
+    /// Checks that the data path still carries packets; always true for
+    /// alloc, which has none.
+    pub fn is_running(&self) -> bool {
+        match self {
+            Self::Udp { backend, .. } => backend.is_running(),
+            Self::Alloc => true,
         }
     }
 

@@ -32,6 +32,9 @@ pub use backend::BackendError;
 /// Maximum wait for the first iptables installation before readiness.
 const IPTABLES_FIRST_PASS_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the daemon checks that the backend's packet loops still run.
+const BACKEND_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Maximum wait between retries of etcd operations.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -59,6 +62,12 @@ pub enum DaemonError {
     /// subnet.env could not be written.
     #[error("writing subnet.env failed: {0}")]
     SubnetFile(#[from] subnet_core::subnet_env::WriteError),
+    /// A packet loop of the backend ended on an I/O error.
+    #[error("the {backend} backend's packet loop stopped after an error (logged above); exiting so that the service manager restarts flanneld")]
+    BackendStopped {
+        /// The backend type.
+        backend: BackendType,
+    },
 }
 
 impl From<AcquireError> for DaemonError {
@@ -235,9 +244,15 @@ impl Running {
     /// the signal's name. Fails when the backend or subnet.env cannot follow
     /// a change of subnet.
     async fn serve(&mut self, signals: &mut Signals) -> Result<&'static str, DaemonError> {
+        let mut liveness = tokio::time::interval(BACKEND_CHECK_INTERVAL);
         loop {
             tokio::select! {
                 name = signals.recv() => return Ok(name),
+                _ = liveness.tick() => {
+                    if !self.backend.is_running() {
+                        return Err(DaemonError::BackendStopped { backend: self.kind });
+                    }
+                }
                 Some(event) = self.keeper.next() => self.on_lease_event(event)?,
                 event = self.peers.next() => match event {
                     Some(event) => self.backend.apply(&event),
