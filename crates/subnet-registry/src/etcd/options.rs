@@ -7,8 +7,9 @@ use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 
 use crate::DEFAULT_PREFIX;
 
-/// Connection settings of an [`EtcdRegistry`](super::EtcdRegistry).
-#[derive(Debug, Clone)]
+/// Connection settings of an [`EtcdRegistry`](super::EtcdRegistry). Its
+/// `Debug` output hides the password.
+#[derive(Clone)]
 pub struct EtcdConfig {
     /// Client URLs of the cluster members, such as `http://127.0.0.1:2379`.
     /// Requests are balanced over those that answer.
@@ -33,6 +34,22 @@ pub struct EtcdConfig {
     pub request_timeout: Duration,
     /// The time allowed to open a connection, 5 seconds by default.
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl Default for EtcdConfig {
@@ -169,4 +186,20 @@ pub enum ConnectError {
         /// The client's error.
         source: etcd_client::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_password() {
+        let mut config = EtcdConfig::new(["http://127.0.0.1:2379"]);
+        config.username = Some("flannel".to_owned());
+        config.password = Some("s3cret".to_owned());
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("password: Some(\"<hidden>\")"), "{text}");
+        assert!(text.contains("flannel"), "{text}");
+    }
 }
