@@ -2,7 +2,8 @@
 //!
 //! - [`Registry`]: the store of the network config and the subnet leases,
 //!   with two implementations: [`EtcdRegistry`] on etcd v3, with the keys
-//!   and values that flannel uses, and [`MemoryRegistry`] in process memory
+//!   and values that flannel uses, [`EtcdV2Registry`] on the etcd v2 keys
+//!   API that flannel 0.5 used, and [`MemoryRegistry`] in process memory
 //!   with a clock the caller controls.
 //! - [`LeaseManager`]: waits for the network config, acquires a subnet
 //!   lease for this host, keeps it renewed, and streams the other hosts'
@@ -18,6 +19,7 @@ mod backoff;
 pub mod clock;
 pub mod error;
 pub mod etcd;
+pub mod etcd_v2;
 pub mod manager;
 pub mod memory;
 pub mod registry;
@@ -26,6 +28,7 @@ pub mod testing;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CreateLeaseError, DeleteLeaseError, RegistryError, RenewLeaseError};
 pub use etcd::{ConnectError, EtcdConfig, EtcdRegistry};
+pub use etcd_v2::{ConnectError as EtcdV2ConnectError, EtcdV2Registry};
 pub use manager::{
     AcquireError, LeaseEvent, LeaseKeeper, LeaseManager, ManagerConfig, PeerEvent, PeerWatch,
 };

@@ -18,6 +18,8 @@ pub struct EtcdServer {
     client_port: u16,
     peer_port: u16,
     tls: Option<TestPki>,
+    /// Whether the v2 keys API is served (`--enable-v2=true`).
+    v2: bool,
 }
 
 /// Certificates for a TLS test: a CA, a server certificate for 127.0.0.1
@@ -187,16 +189,28 @@ impl EtcdServer {
     /// Starts a single-member etcd on two free loopback ports and waits
     /// until it responds.
     pub fn start() -> Result<Self, EtcdServerError> {
-        Self::start_with(None)
+        Self::start_with(None, false)
     }
 
     /// Starts a server that serves clients over TLS with `pki`'s server
     /// certificate and requires client certificates signed by its CA.
     pub fn start_tls(pki: TestPki) -> Result<Self, EtcdServerError> {
-        Self::start_with(Some(pki))
+        Self::start_with(Some(pki), false)
     }
 
-    fn start_with(tls: Option<TestPki>) -> Result<Self, EtcdServerError> {
+    /// Starts a server that also serves the etcd v2 keys API, which etcd
+    /// 3.4 leaves off unless started with `--enable-v2=true`.
+    pub fn start_v2() -> Result<Self, EtcdServerError> {
+        Self::start_with(None, true)
+    }
+
+    /// Starts a TLS server, as [`start_tls`](Self::start_tls) does, that
+    /// also serves the etcd v2 keys API.
+    pub fn start_tls_v2(pki: TestPki) -> Result<Self, EtcdServerError> {
+        Self::start_with(Some(pki), true)
+    }
+
+    fn start_with(tls: Option<TestPki>, v2: bool) -> Result<Self, EtcdServerError> {
         let data_dir = tempfile::Builder::new().prefix("etcd-test-").tempdir()?;
         let mut server = Self {
             child: None,
@@ -204,6 +218,7 @@ impl EtcdServer {
             client_port: free_port()?,
             peer_port: free_port()?,
             tls,
+            v2,
         };
         server.spawn()?;
         Ok(server)
@@ -249,20 +264,25 @@ impl EtcdServer {
                 .arg(format!("--cert={}", pki.client_cert_file.display()))
                 .arg(format!("--key={}", pki.client_key_file.display()));
         }
-        let output = command
-            .args(args)
-            .output()
-            .map_err(|error| format!("running etcdctl: {error} (apt-get install etcd-client)"))?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(format!(
-                "etcdctl {} failed with {}: {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ))
+        run_etcdctl(command, args)
+    }
+
+    /// Runs `etcdctl` with the v2 API (`ETCDCTL_API=2`, as in
+    /// `etcdctl set` and `etcdctl ls`) against this server and returns its
+    /// standard output; fails with its standard error. The server must have
+    /// been started with the v2 API.
+    pub fn etcdctl_v2(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "2")
+            .arg(format!("--endpoints={}", self.endpoint()));
+        if let Some(pki) = &self.tls {
+            command
+                .arg(format!("--ca-file={}", pki.ca_file.display()))
+                .arg(format!("--cert-file={}", pki.client_cert_file.display()))
+                .arg(format!("--key-file={}", pki.client_key_file.display()));
         }
+        run_etcdctl(command, args)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -277,6 +297,9 @@ impl EtcdServer {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut command = Command::new("etcd");
+        if self.v2 {
+            command.arg("--enable-v2=true");
+        }
         if let Some(pki) = &self.tls {
             command
                 .arg(format!("--cert-file={}", pki.server_cert_file.display()))
@@ -342,6 +365,25 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Runs a prepared `etcdctl` command with `args` and returns its standard
+/// output, or its standard error as the error.
+fn run_etcdctl(mut command: Command, args: &[&str]) -> Result<String, String> {
+    let output = command
+        .args(args)
+        .output()
+        .map_err(|error| format!("running etcdctl: {error} (apt-get install etcd-client)"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "etcdctl {} failed with {}: {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 }
 

@@ -9,7 +9,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use subnet_registry::testing::EtcdServer;
-use subnet_registry::{EtcdConfig, EtcdRegistry, ManualClock, MemoryRegistry, Registry, Revision};
+use subnet_registry::{
+    EtcdConfig, EtcdRegistry, EtcdV2Registry, ManualClock, MemoryRegistry, Registry, Revision,
+};
 
 /// A registry under test plus the operator-side actions the tests need.
 pub trait Harness: Send + Sync {
@@ -154,6 +156,109 @@ impl Harness for EtcdHarness {
 
     async fn compact(&self, revision: Revision) {
         self.etcdctl(&["compact", &revision.to_string()]);
+    }
+
+    async fn let_time_pass(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
+    fn short_ttl(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+}
+
+/// The etcd v2 registry on a real etcd server that serves the v2 API.
+pub struct EtcdV2Harness {
+    pub server: EtcdServer,
+    pub registry: EtcdV2Registry,
+}
+
+impl EtcdV2Harness {
+    pub async fn start() -> Self {
+        let server = EtcdServer::start_v2().unwrap_or_else(|error| panic!("{error}"));
+        let registry = connect_v2(&server);
+        Self { server, registry }
+    }
+
+    /// Runs `ETCDCTL_API=2 etcdctl` with `args`.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        self.server
+            .etcdctl_v2(args)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+}
+
+pub fn connect_v2(server: &EtcdServer) -> EtcdV2Registry {
+    connect_v2_with_prefix(server, PREFIX)
+}
+
+pub fn connect_v2_with_prefix(server: &EtcdServer, prefix: &str) -> EtcdV2Registry {
+    let mut config = EtcdConfig::new([server.endpoint()]);
+    config.prefix = prefix.to_owned();
+    config.request_timeout = Duration::from_secs(5);
+    EtcdV2Registry::connect(&config).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The number of changes the etcd v2 store keeps for watches.
+pub const V2_HISTORY: i64 = 1000;
+
+/// Writes to a key outside the network until the etcd v2 store has dropped
+/// every change up to `revision` from its history, the v2 counterpart of a
+/// compaction.
+pub async fn push_out_v2_history(server: &EtcdServer, revision: Revision) {
+    let current = write_elsewhere_v2(server, 1).await;
+    let missing = (revision + V2_HISTORY + 1 - current).max(0);
+    write_elsewhere_v2(server, missing.try_into().unwrap()).await;
+}
+
+/// Makes `count` changes to a key outside the network in the etcd v2
+/// store, 50 at a time, and returns the store index after them.
+pub async fn write_elsewhere_v2(server: &EtcdServer, count: usize) -> Revision {
+    let filler = connect_v2_with_prefix(server, "/history-filler");
+    let mut current = 0;
+    let mut left = count;
+    while left > 0 {
+        let batch = left.min(50);
+        let writes = (0..batch).map(|i| {
+            let filler = filler.clone();
+            async move { filler.put_config(&i.to_string()).await }
+        });
+        for result in futures::future::join_all(writes).await {
+            current = current.max(result.unwrap());
+        }
+        left -= batch;
+    }
+    current
+}
+
+impl Harness for EtcdV2Harness {
+    type Registry = EtcdV2Registry;
+
+    fn registry(&self) -> &Self::Registry {
+        &self.registry
+    }
+
+    async fn put_raw(&self, name: &str, value: &str, ttl: Option<Duration>) {
+        let key = format!("{PREFIX}/subnets/{name}");
+        match ttl {
+            None => self.etcdctl(&["set", &key, value]),
+            Some(ttl) => {
+                let seconds = ttl.as_secs().max(1).to_string();
+                self.etcdctl(&["set", "--ttl", &seconds, &key, value])
+            }
+        };
+    }
+
+    async fn delete_raw(&self, name: &str) {
+        self.etcdctl(&["rm", &format!("{PREFIX}/subnets/{name}")]);
+    }
+
+    async fn put_config(&self, text: &str) {
+        self.etcdctl(&["set", &format!("{PREFIX}/config"), text]);
+    }
+
+    async fn compact(&self, revision: Revision) {
+        push_out_v2_history(&self.server, revision).await;
     }
 
     async fn let_time_pass(&self, duration: Duration) {
