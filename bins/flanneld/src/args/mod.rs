@@ -19,7 +19,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use regex::Regex;
 
-pub use values::{IfaceSpec, Problem};
+pub use values::{EtcdApi, IfaceSpec, Problem};
 
 #[cfg(test)]
 mod tests;
@@ -77,6 +77,8 @@ const FLAGS: &[Flag] = &[
         "Comma-separated etcd endpoints (http:// or https://)"),
     flag("etcd-prefix", "FLANNELD_ETCD_PREFIX", Value, "PATH", Some("/coreos.com/network"),
         "etcd key prefix holding config and subnets/"),
+    flag("etcd-api", "FLANNELD_ETCD_API", Value, "v3|v2", Some("v3"),
+        "etcd API that holds the network: v3, or v2 to share a network with flannel 0.5.x daemons (etcd needs --enable-v2=true)"),
     flag("etcd-cafile", "FLANNELD_ETCD_CAFILE", Value, "FILE", None,
         "CA certificate (PEM) to verify the etcd servers"),
     flag("etcd-certfile", "FLANNELD_ETCD_CERTFILE", Value, "FILE", None,
@@ -128,6 +130,8 @@ const IGNORED_FLAGS: &[(&str, Kind)] = &[
 /// Options of the etcd connection.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EtcdOptions {
+    /// The etcd API version to speak.
+    pub api: EtcdApi,
     /// Endpoint URLs, tried in order.
     pub endpoints: Vec<String>,
     /// Key prefix without a trailing `/`, e.g. `/coreos.com/network`.
@@ -147,6 +151,7 @@ pub struct EtcdOptions {
 impl fmt::Debug for EtcdOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdOptions")
+            .field("api", &self.api)
             .field("endpoints", &self.endpoints)
             .field("prefix", &self.prefix)
             .field("ca_file", &self.ca_file)
@@ -226,6 +231,14 @@ pub enum ArgError {
         origin: Origin,
         /// The problem with the value.
         problem: Problem,
+    },
+    /// TLS files are given, but an endpoint is plain HTTP.
+    #[error("flag -{flag} turns TLS on, but endpoint {endpoint:?} in -etcd-endpoints uses http; use https:// endpoints with TLS, or drop the TLS flags")]
+    TlsWithHttp {
+        /// The TLS flag that is set.
+        flag: &'static str,
+        /// The first plain-HTTP endpoint.
+        endpoint: String,
     },
     /// A flag is set whose partner flag is missing.
     #[error("flag -{given} is set but -{missing} is not; set both or neither")]
@@ -459,6 +472,7 @@ impl<E: Fn(&str) -> Option<String>> Lookup<'_, E> {
 
     fn options(&self) -> Result<Options, ArgError> {
         let etcd = EtcdOptions {
+            api: self.required("etcd-api", values::parse_etcd_api)?,
             endpoints: self.required("etcd-endpoints", values::parse_endpoints)?,
             prefix: self.required("etcd-prefix", values::parse_prefix)?,
             ca_file: self.optional("etcd-cafile", values::parse_existing_file)?,
@@ -473,6 +487,19 @@ impl<E: Fn(&str) -> Option<String>> Lookup<'_, E> {
             "etcd-certfile",
             "etcd-keyfile",
         )?;
+        let tls_flag = [
+            ("etcd-cafile", etcd.ca_file.is_some()),
+            ("etcd-certfile", etcd.cert_file.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, set)| set.then_some(flag));
+        let http_endpoint = etcd.endpoints.iter().find(|e| e.starts_with("http://"));
+        if let (Some(flag), Some(endpoint)) = (tls_flag, http_endpoint) {
+            return Err(ArgError::TlsWithHttp {
+                flag,
+                endpoint: endpoint.clone(),
+            });
+        }
         if etcd.password.is_some() && etcd.username.is_none() {
             return Err(ArgError::MissingPartner {
                 given: "etcd-password",

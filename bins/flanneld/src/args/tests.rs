@@ -55,6 +55,7 @@ fn defaults_match_flannel() {
         vec!["http://127.0.0.1:4001", "http://127.0.0.1:2379"]
     );
     assert_eq!(options.etcd.prefix, "/coreos.com/network");
+    assert_eq!(options.etcd.api, EtcdApi::V3);
     assert_eq!(options.etcd.ca_file, None);
     assert_eq!(options.etcd.username, None);
     assert!(options.ifaces.is_empty());
@@ -107,7 +108,7 @@ fn every_value_flag_in_both_dash_styles() {
     let cases: &[(&str, &str)] = &[
         ("etcd-endpoints", "https://etcd.example:2379"),
         ("etcd-prefix", "/x"),
-        ("etcd-cafile", file),
+        ("etcd-api", "v2"),
         ("iface", "eth0"),
         ("iface-regex", "^en"),
         ("public-ip", "10.0.0.1"),
@@ -374,6 +375,18 @@ fn invalid_values_name_flag_and_value() {
             r#"invalid value "1440" for flag -subnet-lease-renew-margin: out of range; expected whole minutes from 1 to 1439 (the lease lasts 24 hours)"#,
         ),
         (
+            &["-subnet-lease-renew-margin=abc"],
+            r#"invalid value "abc" for flag -subnet-lease-renew-margin: not a number of minutes; expected whole minutes from 1 to 1439 (the lease lasts 24 hours)"#,
+        ),
+        (
+            &["-subnet-lease-renew-margin=-5"],
+            r#"invalid value "-5" for flag -subnet-lease-renew-margin: out of range; expected whole minutes from 1 to 1439 (the lease lasts 24 hours)"#,
+        ),
+        (
+            &["-etcd-api=v4"],
+            r#"invalid value "v4" for flag -etcd-api: unknown etcd API; expected v3, or v2 for networks that flannel 0.5.x daemons share"#,
+        ),
+        (
             &["-subnet-lease-renew-margin=0"],
             r#"invalid value "0" for flag -subnet-lease-renew-margin: out of range; expected whole minutes from 1 to 1439 (the lease lasts 24 hours)"#,
         ),
@@ -486,4 +499,39 @@ fn glog_flags_accepted_and_ignored() {
     );
     assert_eq!(options.verbosity, 2);
     assert_eq!(options.etcd.prefix, "/x");
+}
+
+#[test]
+fn etcd_api_from_flag_and_environment() {
+    assert_eq!(parse_ok(&["-etcd-api=v2"]).etcd.api, EtcdApi::V2);
+    assert_eq!(parse_ok(&["--etcd-api", "V3"]).etcd.api, EtcdApi::V3);
+    let from_env = parse([OsString::from("flanneld")], |name| {
+        (name == "FLANNELD_ETCD_API").then(|| "v2".to_owned())
+    })
+    .unwrap();
+    assert_eq!(from_env.etcd.api, EtcdApi::V2);
+}
+
+#[test]
+fn tls_files_need_https_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "pem").unwrap();
+    let ca = ca.to_str().unwrap();
+
+    let cafile = format!("-etcd-cafile={ca}");
+    let options = parse_ok(&["-etcd-endpoints=https://127.0.0.1:2379", &cafile]);
+    assert_eq!(
+        options.etcd.ca_file.as_deref(),
+        Some(std::path::Path::new(ca))
+    );
+
+    assert_eq!(
+        invalid_message(&["-etcd-endpoints=http://127.0.0.1:1", &cafile], &[]),
+        r#"flag -etcd-cafile turns TLS on, but endpoint "http://127.0.0.1:1" in -etcd-endpoints uses http; use https:// endpoints with TLS, or drop the TLS flags"#
+    );
+    assert_eq!(
+        invalid_message(&[&cafile], &[]),
+        r#"flag -etcd-cafile turns TLS on, but endpoint "http://127.0.0.1:4001" in -etcd-endpoints uses http; use https:// endpoints with TLS, or drop the TLS flags"#
+    );
 }

@@ -73,6 +73,14 @@ pub enum Problem {
     /// The value is not a boolean.
     #[error("not a boolean; expected true or false (also 1, 0, t, f)")]
     NotBool,
+    /// The renewal margin is not a whole number of minutes.
+    #[error(
+        "not a number of minutes; expected whole minutes from 1 to 1439 (the lease lasts 24 hours)"
+    )]
+    NotMinutes,
+    /// The etcd API version is neither v2 nor v3.
+    #[error("unknown etcd API; expected v3, or v2 for networks that flannel 0.5.x daemons share")]
+    EtcdApi,
     /// The value is not a verbosity level.
     #[error("not a verbosity level; expected a whole number from 0 to 255")]
     NotLevel,
@@ -251,9 +259,29 @@ pub fn parse_port(value: &str) -> Result<u16, Problem> {
 
 /// Parses the renewal margin in whole minutes, 1 to 1439.
 pub fn parse_renew_margin(value: &str) -> Result<Duration, Problem> {
-    match value.parse::<u64>() {
-        Ok(minutes @ 1..=1439) => Ok(Duration::from_secs(minutes * 60)),
+    let minutes: i64 = value.parse().map_err(|_| Problem::NotMinutes)?;
+    match minutes {
+        1..=1439 => Ok(Duration::from_secs(minutes.unsigned_abs() * 60)),
         _ => Err(Problem::RenewMargin),
+    }
+}
+
+/// The etcd API that holds the network's config and leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdApi {
+    /// The v3 API (gRPC), used by current flannel daemons.
+    V3,
+    /// The v2 API (HTTP and JSON), used by flannel 0.5.x daemons; etcd
+    /// 3.4 serves it only when started with `--enable-v2=true`.
+    V2,
+}
+
+/// Parses `-etcd-api`: `v3` or `v2`, with or without the `v`.
+pub fn parse_etcd_api(value: &str) -> Result<EtcdApi, Problem> {
+    match value.to_ascii_lowercase().as_str() {
+        "v3" | "3" => Ok(EtcdApi::V3),
+        "v2" | "2" => Ok(EtcdApi::V2),
+        _ => Err(Problem::EtcdApi),
     }
 }
 
