@@ -101,10 +101,6 @@ fn value_flag_in_all_four_dash_styles() {
 
 #[test]
 fn every_value_flag_in_both_dash_styles() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ca.pem");
-    std::fs::write(&file, "pem").unwrap();
-    let file = file.to_str().unwrap();
     let cases: &[(&str, &str)] = &[
         ("etcd-endpoints", "https://etcd.example:2379"),
         ("etcd-prefix", "/x"),
@@ -521,6 +517,16 @@ fn tls_files_need_https_endpoints() {
 
     let cafile = format!("-etcd-cafile={ca}");
     let options = parse_ok(&["-etcd-endpoints=https://127.0.0.1:2379", &cafile]);
+    assert_eq!(
+        options.etcd.ca_file.as_deref(),
+        Some(std::path::Path::new(ca))
+    );
+    let options = parse_ok(&[
+        "--etcd-endpoints",
+        "https://127.0.0.1:2379",
+        "--etcd-cafile",
+        ca,
+    ]);
     assert_eq!(
         options.etcd.ca_file.as_deref(),
         Some(std::path::Path::new(ca))
