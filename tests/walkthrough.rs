@@ -403,3 +403,117 @@ fn flanneld_reads_flags_from_environment() {
     let keys: Vec<String> = testbed.leases().into_iter().map(|(key, _)| key).collect();
     assert_eq!(keys, vec![lease_key(&env)]);
 }
+
+/// Brings up two hosts with the kernel backend `backend_type`, pings from
+/// bridge to bridge both ways, and returns the testbed and both hosts.
+fn two_hosts_with_backend(backend_type: &str) -> (Testbed, testbed::HostId, testbed::HostId) {
+    let mut testbed = Testbed::start();
+    testbed.put_config(&format!(
+        r#"{{"Network":"172.16.0.0/16","Backend":{{"Type":"{backend_type}"}}}}"#
+    ));
+    let host_61 = testbed.bring_up(HOST_61);
+    let host_37 = testbed.bring_up(HOST_37);
+
+    testbed.wait_until_reachable(host_61, host_37);
+    testbed.wait_until_reachable(host_37, host_61);
+    (testbed, host_61, host_37)
+}
+
+#[test]
+fn vxlan_traffic_flows_both_ways() {
+    let (mut testbed, host_61, host_37) = two_hosts_with_backend("vxlan");
+
+    for (from, to) in [(host_61, host_37), (host_37, host_61)] {
+        let target = testbed.host(to).bridge_addr().to_string();
+        let route = testbed.run_on(from, "ip", &["-o", "route", "get", &target]);
+        assert!(
+            route.contains("dev flannel.1"),
+            "traffic to {target} should leave by flannel.1: {route}"
+        );
+        let (replied, output) = testbed.ping(from, to);
+        assert!(
+            replied,
+            "ping over VXLAN failed after a first reply:\n{output}"
+        );
+    }
+
+    // Each lease publishes the VTEP MAC that the other host's FDB points
+    // at the lease's PublicIP.
+    let link = testbed.run_on(host_37, "ip", &["-o", "link", "show", "dev", "flannel.1"]);
+    let mac = link
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC for flannel.1 in {link}"))
+        .to_owned();
+    let lease = testbed
+        .leases()
+        .into_iter()
+        .find(|(_, value)| value.contains("10.25.31.37"))
+        .map(|(_, value)| compact(&value))
+        .expect("no lease for 10.25.31.37");
+    assert!(
+        lease.contains(&format!(
+            r#""BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{mac}"}}"#
+        )),
+        "lease of 10.25.31.37: {lease}"
+    );
+    let fdb = testbed.run_on(host_61, "bridge", &["fdb", "show", "dev", "flannel.1"]);
+    assert!(
+        fdb.contains(&format!("{mac} dst 10.25.31.37 self permanent")),
+        "10.25.31.61's FDB: {fdb}"
+    );
+
+    let env = testbed.wait_for_subnet_env(host_61);
+    assert_eq!(
+        env.mtu, 1450,
+        "veth MTU 1500 minus 50 bytes of VXLAN headers"
+    );
+
+    testbed.stop_flanneld(host_61);
+    let links = testbed.run_on(host_61, "ip", &["-o", "link", "show"]);
+    assert!(
+        !links.contains("flannel.1"),
+        "a stopped flanneld should remove flannel.1: {links}"
+    );
+
+    // The restarted daemon's device has a new MAC, which reaches the other
+    // host through the rewritten lease.
+    testbed.start_flanneld(host_61);
+    let restarted = testbed.wait_for_rewritten_subnet_env(host_61);
+    assert_eq!(restarted.subnet, env.subnet, "a restart keeps the subnet");
+    testbed.wait_until_reachable(host_37, host_61);
+    testbed.wait_until_reachable(host_61, host_37);
+}
+
+#[test]
+fn host_gw_traffic_flows_both_ways() {
+    let (mut testbed, host_61, host_37) = two_hosts_with_backend("host-gw");
+
+    for (from, to) in [(host_61, host_37), (host_37, host_61)] {
+        let target = testbed.host(to).bridge_addr().to_string();
+        let gateway = testbed.host(to).addr().to_string();
+        let route = testbed.run_on(from, "ip", &["-o", "route", "get", &target]);
+        assert!(
+            route.contains(&format!("via {gateway} ")),
+            "traffic to {target} should go via {gateway}: {route}"
+        );
+        let (replied, output) = testbed.ping(from, to);
+        assert!(
+            replied,
+            "ping over host-gw failed after a first reply:\n{output}"
+        );
+    }
+
+    let env = testbed.wait_for_subnet_env(host_61);
+    assert_eq!(env.mtu, 1500, "host-gw adds no headers");
+
+    let subnet_37 = testbed.wait_for_subnet_env(host_37).subnet;
+    testbed.stop_flanneld(host_61);
+    let routes = testbed.run_on(host_61, "ip", &["route", "show"]);
+    let network = subnet_37.lease_key().replace('-', "/");
+    assert!(
+        !routes.contains(&network),
+        "a stopped flanneld should remove its route to {network}: {routes}"
+    );
+}

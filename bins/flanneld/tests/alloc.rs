@@ -206,7 +206,7 @@ fn unsupported_backend_stops_daemon() {
     let etcd = start_etcd();
     put_config(
         &etcd,
-        r#"{"Network":"172.16.0.0/16","Backend":{"Type":"vxlan"}}"#,
+        r#"{"Network":"172.16.0.0/16","Backend":{"Type":"aws-vpc"}}"#,
     );
     let host = Host::new(&etcd);
     let mut daemon = host.spawn("daemon");
@@ -217,7 +217,7 @@ fn unsupported_backend_stops_daemon() {
     assert!(
         daemon
             .log()
-            .contains(r#"backend type "vxlan" in the network config is not supported; supported types: udp, alloc"#),
+            .contains(r#"backend type "aws-vpc" in the network config is not supported; supported types: udp, vxlan, host-gw, alloc"#),
         "log:\n{}",
         daemon.log()
     );

@@ -26,8 +26,8 @@ use crate::iface::{self, ExternalInterface};
 use crate::iptables::{self, ChainSpec, Iptables};
 use crate::notify;
 
-use backend::ActiveBackend;
 pub use backend::BackendError;
+use backend::{ActiveBackend, Prepared};
 
 /// Maximum wait for the first iptables installation before readiness.
 const IPTABLES_FIRST_PASS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,7 +134,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     if let Err(error) = notify::notify("STOPPING=1") {
         warn!(%error, "notifying systemd of the stop failed");
     }
-    running.backend.stop();
+    running.backend.stop().await;
     info!(lease = %running.lease.key, "stopped; the lease stays in etcd for the next start");
     outcome.map(|_| ())
 }
@@ -166,27 +166,42 @@ async fn start(
     let waiter = LeaseManager::new(registry.clone(), ManagerConfig::new(external.public_ip));
     let config = waiter.wait_for_config().await;
     let kind = backend::backend_type(&config)?;
+    let prepared = Prepared::new(kind, &config, &external).await?;
 
     let manager_config = ManagerConfig {
         public_ipv6: config.ipv6.as_ref().and(external.public_ipv6),
         backend_type: kind.name().to_owned(),
+        backend_data: prepared.backend_data(),
         previous_subnet: previous,
         renew_margin: options.renew_margin,
         max_retry_delay: MAX_RETRY_DELAY,
         ..ManagerConfig::new(external.public_ip)
     };
     let manager = LeaseManager::new(registry, manager_config);
-    let lease = acquire(&manager, &config).await?;
+    let lease = match acquire(&manager, &config).await {
+        Ok(lease) => lease,
+        Err(error) => {
+            prepared.discard().await;
+            return Err(error.into());
+        }
+    };
 
     let backend = ActiveBackend::start(
         kind,
+        prepared,
         &config,
         &lease.key,
         &external,
         options.udp_check_sender,
-    )?;
+    )
+    .await?;
     info!(backend = kind.name(), lease = %lease.key, public_ip = %lease.attrs.public_ip, "backend started");
-    write_subnet_file(options, &config, &lease.key, kind.mtu(external.mtu))?;
+    write_subnet_file(
+        options,
+        &config,
+        &lease.key,
+        backend.mtu(kind, external.mtu),
+    )?;
 
     let iptables = Iptables::new();
     let random_fully = options.ip_masq && iptables.supports_random_fully().await;
@@ -253,9 +268,9 @@ impl Running {
                         return Err(DaemonError::BackendStopped { backend: self.kind });
                     }
                 }
-                Some(event) = self.keeper.next() => self.on_lease_event(event)?,
+                Some(event) = self.keeper.next() => self.on_lease_event(event).await?,
                 event = self.peers.next() => match event {
-                    Some(event) => self.backend.apply(&event),
+                    Some(event) => self.backend.apply(&event).await,
                     None => {
                         warn!("the peer watch ended; opening it again");
                         self.peers = watch_peers(&self.manager, self.lease.key).await;
@@ -265,7 +280,7 @@ impl Running {
         }
     }
 
-    fn on_lease_event(&mut self, event: LeaseEvent) -> Result<(), DaemonError> {
+    async fn on_lease_event(&mut self, event: LeaseEvent) -> Result<(), DaemonError> {
         match event {
             LeaseEvent::Renewed(lease) => self.lease = lease,
             LeaseEvent::Recreated(lease) => {
@@ -280,7 +295,7 @@ impl Running {
                      Restart Docker and its containers so that they use the new subnet"
                 );
                 self.lease = lease;
-                self.apply_new_lease()?;
+                self.apply_new_lease().await?;
             }
         }
         Ok(())
@@ -288,11 +303,11 @@ impl Running {
 
     /// Moves the backend, subnet.env and the masquerade rules to the new
     /// lease. A failure stops the daemon, so that systemd restarts it.
-    fn apply_new_lease(&mut self) -> Result<(), DaemonError> {
+    async fn apply_new_lease(&mut self) -> Result<(), DaemonError> {
         let key = self.lease.key;
-        self.backend.change_lease(&key)?;
+        self.backend.change_lease(&key).await?;
         self.peers.set_own(Some(key));
-        let mtu = self.kind.mtu(self.external.mtu);
+        let mtu = self.backend.mtu(self.kind, self.external.mtu);
         write_subnet_file(&self.options, &self.config, &key, mtu)?;
         self.iptables_specs.send_replace(iptables_specs(
             &self.options,
