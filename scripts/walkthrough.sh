@@ -46,8 +46,7 @@ flanneld and mk-docker-opts first.
 
 Options:
   --backend TYPE   overlay backend written into the network configuration:
-                   udp (default), vxlan or host-gw; flanneld exits with an
-                   error for a backend it does not support
+                   udp (default), vxlan or host-gw
   --keep           leave the hosts running for exploring; prints how to
                    enter them and how to remove them
   --debug          build the binaries with the dev profile (faster build,

@@ -339,3 +339,35 @@ fn waits_for_unreachable_etcd() {
     );
     assert_eq!(daemon.stop(Signal::SIGTERM).code(), Some(0));
 }
+
+#[test]
+fn config_change_while_running_is_logged() {
+    let etcd = start_etcd();
+    let host = Host::new(&etcd);
+    put_config(
+        &etcd,
+        r#"{"Network":"172.16.0.0/16","Backend":{"Type":"alloc"}}"#,
+    );
+    let mut daemon = host.spawn("running");
+    host.wait_ready(&daemon);
+
+    // Writing the same config again is no change.
+    put_config(
+        &etcd,
+        r#"{"Network":"172.16.0.0/16","Backend":{"Type":"alloc"}}"#,
+    );
+    put_config(
+        &etcd,
+        r#"{"Network":"172.17.0.0/16","Backend":{"Type":"alloc"}}"#,
+    );
+    daemon.wait_log("the network config changed in etcd");
+    assert_eq!(
+        daemon.log().matches("the network config changed").count(),
+        1,
+        "one warning per change:\n{}",
+        daemon.log()
+    );
+
+    let status = daemon.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+}

@@ -13,14 +13,14 @@ use futures::StreamExt;
 use subnet_core::lease::LeaseKey;
 use subnet_core::{BackendType, NetworkConfig};
 use subnet_registry::{
-    AcquireError, ConnectError, EtcdConfig, EtcdRegistry, Lease, LeaseEvent, LeaseKeeper,
-    LeaseManager, ManagerConfig, PeerWatch,
+    AcquireError, ConnectError, EtcdConfig, EtcdRegistry, EtcdV2ConnectError, EtcdV2Registry,
+    Lease, LeaseEvent, LeaseKeeper, LeaseManager, ManagerConfig, PeerWatch, Registry,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{oneshot, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::args::Options;
+use crate::args::{EtcdApi, Options};
 use crate::health::{self, Readiness};
 use crate::iface::{self, ExternalInterface};
 use crate::iptables::{self, ChainSpec, Iptables};
@@ -53,6 +53,9 @@ pub enum DaemonError {
     /// The etcd settings are unusable.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The etcd v2 settings are unusable.
+    #[error(transparent)]
+    ConnectV2(#[from] EtcdV2ConnectError),
     /// The backend could not start.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -117,8 +120,36 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         None => None,
     };
 
+    match options.etcd.api {
+        EtcdApi::V3 => {
+            let registry = tokio::select! {
+                registry = connect(&options) => registry?,
+                name = signals.recv() => {
+                    info!(signal = name, "stopping during start-up");
+                    return Ok(());
+                }
+            };
+            run_with(registry, &options, external, &readiness, &mut signals).await
+        }
+        EtcdApi::V2 => {
+            let registry = EtcdV2Registry::connect(&etcd_config(&options))?;
+            info!(endpoints = %options.etcd.endpoints.join(","), prefix = %options.etcd.prefix, "using the etcd v2 API");
+            run_with(registry, &options, external, &readiness, &mut signals).await
+        }
+    }
+}
+
+/// Runs the daemon on `registry` from the wait for the config until a
+/// signal or a fatal error.
+async fn run_with<R: Registry + Clone>(
+    registry: R,
+    options: &Options,
+    external: ExternalInterface,
+    readiness: &Readiness,
+    signals: &mut Signals,
+) -> Result<(), DaemonError> {
     let mut running = tokio::select! {
-        running = start(&options, external, &readiness) => running?,
+        running = start(registry, options, external, readiness) => running?,
         name = signals.recv() => {
             info!(signal = name, "stopping during start-up");
             return Ok(());
@@ -126,7 +157,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     };
 
     // A failure is logged by the caller, after the backend is stopped.
-    let outcome = running.serve(&mut signals).await;
+    let outcome = running.serve(signals).await;
     if let Ok(name) = outcome {
         info!(signal = name, "stopping");
     }
@@ -140,12 +171,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 }
 
 /// Everything the running daemon holds.
-struct Running {
+struct Running<R: Registry> {
     options: Options,
     external: ExternalInterface,
     kind: BackendType,
     config: NetworkConfig,
-    manager: LeaseManager<EtcdRegistry>,
+    manager: LeaseManager<R>,
     lease: Lease,
     backend: ActiveBackend,
     keeper: LeaseKeeper,
@@ -153,14 +184,15 @@ struct Running {
     iptables_specs: watch::Sender<Vec<ChainSpec>>,
     random_fully: bool,
     _iptables: Option<AbortOnDrop>,
+    _config_watch: AbortOnDrop,
 }
 
-async fn start(
+async fn start<R: Registry + Clone>(
+    registry: R,
     options: &Options,
     external: ExternalInterface,
     readiness: &Readiness,
-) -> Result<Running, DaemonError> {
-    let registry = connect(options).await?;
+) -> Result<Running<R>, DaemonError> {
     let previous = subnet_file::previous_lease_key(&options.subnet_file);
 
     let waiter = LeaseManager::new(registry.clone(), ManagerConfig::new(external.public_ip));
@@ -230,6 +262,10 @@ async fn start(
 
     let peers = watch_peers(&manager, lease.key).await;
     let keeper = manager.keep_renewed(config.clone(), lease.clone());
+    let config_watch = AbortOnDrop(tokio::spawn(warn_on_config_change(
+        manager.registry().clone(),
+        config.clone(),
+    )));
 
     readiness.set(true);
     match notify::notify("READY=1") {
@@ -251,10 +287,11 @@ async fn start(
         iptables_specs,
         random_fully,
         _iptables: iptables_task,
+        _config_watch: config_watch,
     })
 }
 
-impl Running {
+impl<R: Registry> Running<R> {
     /// Follows lease and peer changes until a signal arrives, and returns
     /// the signal's name. Fails when the backend or subnet.env cannot follow
     /// a change of subnet.
@@ -351,11 +388,10 @@ fn iptables_specs(
     specs
 }
 
-/// Sets up the etcd client, retrying while authentication cannot reach
-/// the cluster; bad settings fail at once.
-async fn connect(options: &Options) -> Result<EtcdRegistry, ConnectError> {
+/// Builds the etcd client settings from the flags.
+fn etcd_config(options: &Options) -> EtcdConfig {
     let etcd = &options.etcd;
-    let config = EtcdConfig {
+    EtcdConfig {
         endpoints: etcd.endpoints.clone(),
         prefix: etcd.prefix.clone(),
         ca_file: etcd.ca_file.clone(),
@@ -364,12 +400,20 @@ async fn connect(options: &Options) -> Result<EtcdRegistry, ConnectError> {
         username: etcd.username.clone(),
         password: etcd.password.clone(),
         ..EtcdConfig::default()
-    };
+    }
+}
+
+/// Sets up the etcd v3 client, retrying while authentication cannot reach
+/// the cluster; bad settings fail at once. Without credentials no request
+/// is made here, so an unreachable etcd shows up in the first read.
+async fn connect(options: &Options) -> Result<EtcdRegistry, ConnectError> {
+    let etcd = &options.etcd;
+    let config = etcd_config(options);
     let mut delay = Retry::new();
     loop {
         match EtcdRegistry::connect(&config).await {
             Ok(registry) => {
-                info!(endpoints = %etcd.endpoints.join(","), prefix = %etcd.prefix, "etcd client ready");
+                info!(endpoints = %etcd.endpoints.join(","), prefix = %etcd.prefix, "etcd v3 client configured");
                 return Ok(registry);
             }
             Err(error @ ConnectError::Client { .. }) => {
@@ -383,8 +427,8 @@ async fn connect(options: &Options) -> Result<EtcdRegistry, ConnectError> {
 }
 
 /// Acquires a lease, retrying store failures and contention.
-async fn acquire(
-    manager: &LeaseManager<EtcdRegistry>,
+async fn acquire<R: Registry>(
+    manager: &LeaseManager<R>,
     config: &NetworkConfig,
 ) -> Result<Lease, AcquireError> {
     let mut delay = Retry::new();
@@ -402,7 +446,7 @@ async fn acquire(
 }
 
 /// Opens the peer watch, retrying store failures.
-async fn watch_peers(manager: &LeaseManager<EtcdRegistry>, own: LeaseKey) -> PeerWatch {
+async fn watch_peers<R: Registry>(manager: &LeaseManager<R>, own: LeaseKey) -> PeerWatch {
     let mut delay = Retry::new();
     loop {
         match manager.watch_peers(Some(own)).await {
@@ -412,6 +456,43 @@ async fn watch_peers(manager: &LeaseManager<EtcdRegistry>, own: LeaseKey) -> Pee
                 warn!(%error, retry_in = ?wait, "listing the peers' leases failed");
                 tokio::time::sleep(wait).await;
             }
+        }
+    }
+}
+
+/// Logs a warning each time the stored network config comes to differ
+/// from the one the daemon runs with. The daemon reads the config only at
+/// start, as the original did, so the warning asks the operator to
+/// restart it.
+async fn warn_on_config_change<R: Registry>(registry: R, applied: NetworkConfig) {
+    let key = registry.config_path();
+    let mut delay = Retry::new();
+    let mut last_seen = None;
+    loop {
+        let value = match registry.config().await {
+            Ok(value) => value,
+            Err(error) => {
+                let wait = delay.next();
+                debug!(%error, retry_in = ?wait, "reading the network config for change detection failed");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
+        delay = Retry::new();
+        if value.text != last_seen {
+            let differs = match value.text.as_deref().map(NetworkConfig::parse) {
+                Some(Ok(config)) => config != applied,
+                _ => true,
+            };
+            if differs {
+                warn!(%key, "the network config changed in etcd; flanneld reads it only at start, so restart flanneld on every host to apply it");
+            }
+            last_seen = value.text.clone();
+        }
+        if let Err(error) = registry.wait_config_change(value.revision).await {
+            let wait = delay.next();
+            debug!(%error, retry_in = ?wait, "watching the network config failed");
+            tokio::time::sleep(wait).await;
         }
     }
 }
