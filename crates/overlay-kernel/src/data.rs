@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-use crate::options::describe;
+use subnet_core::config::describe;
 
 /// The MAC address of a VXLAN device (a VTEP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,6 +2,7 @@
 //! object.
 
 use serde_json::Value;
+use subnet_core::config::describe;
 use subnet_core::BackendConfig;
 
 /// VNI used when `Backend.VNI` is absent or 0.
@@ -131,17 +132,6 @@ fn flag(backend: &BackendConfig, key: &'static str) -> Result<bool, OptionsError
             found: describe(other),
         }),
     }
-}
-
-/// Formats `value` as JSON text, cut to 60 characters.
-pub(crate) fn describe(value: &Value) -> String {
-    const MAX_CHARS: usize = 60;
-    let text = value.to_string();
-    if text.chars().count() <= MAX_CHARS {
-        return text;
-    }
-    let cut: String = text.chars().take(MAX_CHARS).collect();
-    format!("{cut}...")
 }
 
 #[cfg(test)]

@@ -505,8 +505,10 @@ fn wrong_type(name: &str, expected: &'static str, found: &Value) -> ConfigError 
     }
 }
 
-/// Compact JSON for an error message, cut short when long.
-fn describe(value: &Value) -> String {
+/// Formats a JSON value compactly for an error message, cut to 60
+/// characters followed by `...` when longer. Backends use it for the
+/// values of their own options.
+pub fn describe(value: &Value) -> String {
     const MAX_CHARS: usize = 60;
     let text = value.to_string();
     if text.chars().count() <= MAX_CHARS {
