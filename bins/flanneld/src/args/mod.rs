@@ -24,6 +24,9 @@ pub use values::{EtcdApi, IfaceSpec, Problem};
 #[cfg(test)]
 mod tests;
 
+/// The environment variable that sets `-v`.
+const VERBOSITY_ENV: &str = "FLANNELD_V";
+
 /// Default `-etcd-endpoints`.
 pub const DEFAULT_ETCD_ENDPOINTS: &str = "http://127.0.0.1:4001,http://127.0.0.1:2379";
 
@@ -313,7 +316,7 @@ pub fn command() -> Command {
             .num_args(0..=1)
             .default_missing_value("1")
             .action(ArgAction::Set)
-            .help("Log verbosity: 0 info, 1-2 debug, 3 and above trace (RUST_LOG overrides)"),
+            .help("Log verbosity: 0 info, 1-2 debug, 3 and above trace (RUST_LOG overrides) [env: FLANNELD_V]"),
     )
 }
 
@@ -532,14 +535,19 @@ impl<E: Fn(&str) -> Option<String>> Lookup<'_, E> {
         })
     }
 
+    /// Reads `-v`, else `FLANNELD_V`; 0 when neither is set.
     fn verbosity(&self) -> Result<u8, ArgError> {
-        let Some(value) = self.matches.get_one::<String>("v") else {
-            return Ok(0);
+        let (value, origin) = match self.matches.get_one::<String>("v") {
+            Some(value) => (value.clone(), Origin::CommandLine),
+            None => match (self.env)(VERBOSITY_ENV) {
+                Some(value) => (value, Origin::Environment(VERBOSITY_ENV)),
+                None => return Ok(0),
+            },
         };
-        values::parse_level(value).map_err(|problem| ArgError::Invalid {
+        values::parse_level(&value).map_err(|problem| ArgError::Invalid {
             flag: "v",
-            value: value.clone(),
-            origin: Origin::CommandLine,
+            value,
+            origin,
             problem,
         })
     }

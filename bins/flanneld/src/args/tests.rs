@@ -541,3 +541,15 @@ fn tls_files_need_https_endpoints() {
         r#"flag -etcd-cafile turns TLS on, but endpoint "http://127.0.0.1:4001" in -etcd-endpoints uses http; use https:// endpoints with TLS, or drop the TLS flags"#
     );
 }
+
+#[test]
+fn verbosity_from_environment() {
+    let options = parse_with_env(&[], &[("FLANNELD_V", "2")]).unwrap();
+    assert_eq!(options.verbosity, 2);
+    let options = parse_with_env(&["-v=0"], &[("FLANNELD_V", "3")]).unwrap();
+    assert_eq!(options.verbosity, 0, "the command line wins");
+    assert_eq!(
+        invalid_message(&[], &[("FLANNELD_V", "loud")]),
+        r#"invalid value "loud" for flag -v (from environment variable FLANNELD_V): not a verbosity level; expected a whole number from 0 to 255"#
+    );
+}
