@@ -50,6 +50,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log levels of the libraries whose trace output says nothing about
+/// flanneld itself.
+const NOISY_LIBRARIES: [&str; 7] = [
+    "netlink_proto=info",
+    "netlink_sys=info",
+    "h2=info",
+    "hyper=info",
+    "hyper_util=info",
+    "tonic=info",
+    "tower=info",
+];
+
 /// Logs to stderr: `-v` sets the level (0 info, 1-2 debug, 3+ trace), and
 /// `RUST_LOG`, when set, replaces it.
 fn init_logging(verbosity: u8) {
@@ -61,7 +73,7 @@ fn init_logging(verbosity: u8) {
     // netlink-packet-route warns about every kernel attribute newer than
     // itself while interfaces are listed; those warnings say nothing about
     // flanneld.
-    let filter = EnvFilter::builder()
+    let mut filter = EnvFilter::builder()
         .with_default_directive(level.into())
         .from_env_lossy()
         .add_directive(
@@ -69,6 +81,14 @@ fn init_logging(verbosity: u8) {
                 .parse()
                 .expect("valid directive"),
         );
+    // At -v 3 the network libraries trace every message they exchange,
+    // hundreds of lines that drown flanneld's own; RUST_LOG can still
+    // turn them on.
+    if std::env::var_os("RUST_LOG").is_none() {
+        for directive in NOISY_LIBRARIES {
+            filter = filter.add_directive(directive.parse().expect("valid directive"));
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
