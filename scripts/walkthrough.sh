@@ -27,6 +27,7 @@ readonly flannel_hosts=(10.25.31.61 10.25.31.37)
 readonly wait_seconds=45
 
 backend=udp
+etcd_api=v3
 keep=false
 profile=release
 bin_dir=""
@@ -47,6 +48,10 @@ flanneld and mk-docker-opts first.
 Options:
   --backend TYPE   overlay backend written into the network configuration:
                    udp (default), vxlan or host-gw
+  --etcd-api API   etcd API that stores the network: v3 (default, as
+                   current flannel: etcdctl put and get) or v2 (as flannel
+                   0.5 in the walkthrough: etcd runs with --enable-v2=true,
+                   etcdctl set, ls and get, and flanneld gets -etcd-api=v2)
   --keep           leave the hosts running for exploring; prints how to
                    enter them and how to remove them
   --debug          build the binaries with the dev profile (faster build,
@@ -98,6 +103,9 @@ parse_args() {
             --backend) (($# > 1)) || die "--backend needs a value: udp, vxlan or host-gw"
                 backend=$2; shift ;;
             --backend=*) backend=${1#--backend=} ;;
+            --etcd-api) (($# > 1)) || die "--etcd-api needs a value: v2 or v3"
+                etcd_api=$2; shift ;;
+            --etcd-api=*) etcd_api=${1#--etcd-api=} ;;
             --keep) keep=true ;;
             --debug) profile=debug ;;
             --bin-dir) (($# > 1)) || die "--bin-dir needs a folder"
@@ -112,6 +120,10 @@ parse_args() {
     case "$backend" in
         udp | vxlan | host-gw) ;;
         *) die "invalid --backend $backend: use udp, vxlan or host-gw" ;;
+    esac
+    case "$etcd_api" in
+        v2 | v3) ;;
+        *) die "invalid --etcd-api $etcd_api: use v2 or v3" ;;
     esac
 }
 
@@ -278,13 +290,40 @@ start_daemon() {
     setsid ip netns exec "$namespace" "$@" >"$log" 2>&1 </dev/null &
 }
 
+# Runs etcdctl on the etcd host with the API chosen by --etcd-api.
 etcdctl_on_etcd_host() {
-    ip netns exec "${run_id}-etcd" env ETCDCTL_API=3 etcdctl "$@"
+    ip netns exec "${run_id}-etcd" env "ETCDCTL_API=${etcd_api#v}" etcdctl "$@"
+}
+
+# Prints an etcdctl command as the operator types it on the etcd host,
+# then runs it there with its output indented. etcdctl 3.4 uses the v3
+# API unless ETCDCTL_API=2 is set, so the printed line includes that.
+etcdctl_as_operator() {
+    local api_prefix=""
+    [[ $etcd_api == v2 ]] && api_prefix="ETCDCTL_API=2 "
+    printf '    [%s]# %setcdctl %s\n' "$etcd_addr" "$api_prefix" "$(quote_words "$@")"
+    etcdctl_on_etcd_host "$@" | sed 's/^/      /'
+}
+
+# Prints its arguments as a shell line, quoting the words that need it.
+quote_words() {
+    local word line=""
+    for word in "$@"; do
+        if [[ $word =~ ^[A-Za-z0-9_./:=-]+$ ]]; then
+            line+=" $word"
+        else
+            line+=" '$word'"
+        fi
+    done
+    echo "${line# }"
 }
 
 start_etcd() {
+    # etcd 3.4 serves the v2 keys API only when started with this flag.
+    local v2_flag=()
+    [[ $etcd_api == v2 ]] && v2_flag=(--enable-v2=true)
     start_daemon "${run_id}-etcd" "$workdir/etcd.log" \
-        etcd --name walkthrough --data-dir "$workdir/etcd-data" \
+        etcd --name walkthrough --data-dir "$workdir/etcd-data" "${v2_flag[@]}" \
         --listen-client-urls "${etcd_endpoint},http://127.0.0.1:2379" \
         --advertise-client-urls "$etcd_endpoint" \
         --listen-peer-urls http://127.0.0.1:2380 \
@@ -293,8 +332,9 @@ start_etcd() {
         --logger zap --log-level warn
     local pid=$! _
     for _ in $(seq $((wait_seconds * 5))); do
-        if etcdctl_on_etcd_host --endpoints "$etcd_endpoint" --dial-timeout=1s endpoint health \
-            >/dev/null 2>&1; then
+        # The health check uses the v3 API, which etcd serves in both modes.
+        if ip netns exec "${run_id}-etcd" env ETCDCTL_API=3 etcdctl \
+            --endpoints "$etcd_endpoint" --dial-timeout=1s endpoint health >/dev/null 2>&1; then
             echo "    etcd is serving on $etcd_endpoint (log: $workdir/etcd.log)"
             return
         fi
@@ -310,6 +350,7 @@ start_flanneld() {
     mkdir -p "$folder"
     local command=("$bin_dir/flanneld" "-etcd-endpoints=$etcd_endpoint"
         "-etcd-prefix=$etcd_prefix" "-subnet-file=$folder/subnet.env")
+    [[ $etcd_api == v2 ]] && command+=(-etcd-api=v2)
     printf '    [%s]# %s\n' "$host" "${command[*]}"
     start_daemon "$(namespace_of "$host")" "$folder/flanneld.log" "${command[@]}"
     echo $! >"$folder/flanneld.pid"
@@ -349,6 +390,65 @@ set_up_docker0() {
     on_host "$host" ip addr add "$FLANNEL_SUBNET" dev docker0
     ip -n "$namespace" link set dev docker0 up
     on_host "$host" ip -br addr show
+}
+
+# Writes the network configuration and reads it back, with etcdctl put
+# (v3) or with the walkthrough's etcdctl set (v2).
+write_config() {
+    local config
+    config=$(network_config)
+    if [[ $etcd_api == v2 ]]; then
+        etcdctl_as_operator set "$etcd_prefix/config" "$config"
+    else
+        etcdctl_as_operator put "$etcd_prefix/config" "$config"
+    fi
+    etcdctl_as_operator get "$etcd_prefix/config"
+}
+
+lease_list_command() {
+    if [[ $etcd_api == v2 ]]; then
+        echo "env ETCDCTL_API=2 etcdctl ls $etcd_prefix/subnets"
+    else
+        echo "etcdctl get --prefix $etcd_prefix/subnets"
+    fi
+}
+
+# Prints the lease key of host $1's FLANNEL_SUBNET, e.g. 172.16.37.0-24
+# for 172.16.37.1/24.
+lease_key_of() {
+    local subnet addr prefix_len a b c d value mask
+    subnet=$(sed -n 's/^FLANNEL_SUBNET=//p' "$workdir/h${1##*.}/subnet.env")
+    addr=${subnet%/*}
+    prefix_len=${subnet#*/}
+    IFS=. read -r a b c d <<<"$addr"
+    value=$(((a << 24) | (b << 16) | (c << 8) | d))
+    mask=$(((0xffffffff << (32 - prefix_len)) & 0xffffffff))
+    value=$((value & mask))
+    printf '%d.%d.%d.%d-%d\n' $((value >> 24)) $(((value >> 16) & 255)) \
+        $(((value >> 8) & 255)) $((value & 255)) "$prefix_len"
+}
+
+# Lists the leases as the walkthrough checks them (etcdctl ls, then
+# etcdctl get of the first host's lease with v2), and fails unless each
+# flannel host's FLANNEL_SUBNET has a lease naming its address.
+list_leases() {
+    local host key listing
+    if [[ $etcd_api == v2 ]]; then
+        etcdctl_as_operator ls "$etcd_prefix/subnets"
+        key=$(lease_key_of "${flannel_hosts[0]}")
+        etcdctl_as_operator get "$etcd_prefix/subnets/$key"
+        listing=$(etcdctl_on_etcd_host ls "$etcd_prefix/subnets")
+    else
+        etcdctl_as_operator get --prefix "$etcd_prefix/subnets"
+        listing=$(etcdctl_on_etcd_host get --prefix --keys-only "$etcd_prefix/subnets")
+    fi
+    for host in "${flannel_hosts[@]}"; do
+        key="$etcd_prefix/subnets/$(lease_key_of "$host")"
+        grep -qxF "$key" <<<"$listing" || die "no lease $key for $host in etcd"
+        etcdctl_on_etcd_host get "$key" | grep -qF "\"PublicIP\":\"$host\"" ||
+            die "lease $key does not name PublicIP $host"
+    done
+    echo "    each flannel host has a lease for its FLANNEL_SUBNET that names its address"
 }
 
 bridge_addr() {
@@ -396,7 +496,7 @@ print_keep_help() {
 ==> The hosts keep running
     Enter a host:        sudo ip netns exec $(namespace_of "$a") bash
     Ping across:         sudo ip netns exec $(namespace_of "$a") ping -I $(bridge_addr "$a") $(bridge_addr "$b")
-    Leases:              sudo ip netns exec ${run_id}-etcd etcdctl get --prefix ${etcd_prefix}/subnets
+    Leases:              sudo ip netns exec ${run_id}-etcd $(lease_list_command)
     Logs and subnet.env: $workdir
     Remove everything:   sudo $0 --teardown
 EOF
@@ -434,12 +534,7 @@ main() {
 
     step "2/6 Starting etcd on $etcd_addr and writing the network configuration"
     start_etcd
-    local config
-    config=$(network_config)
-    printf "    [%s]# etcdctl put %s/config '%s'\n" "$etcd_addr" "$etcd_prefix" "$config"
-    etcdctl_on_etcd_host put "$etcd_prefix/config" "$config" | sed 's/^/      /'
-    printf '    [%s]# etcdctl get %s/config\n' "$etcd_addr" "$etcd_prefix"
-    etcdctl_on_etcd_host get "$etcd_prefix/config" | sed 's/^/      /'
+    write_config
 
     step "3/6 Starting flanneld on ${flannel_hosts[*]}"
     for host in "${flannel_hosts[@]}"; do
@@ -456,8 +551,7 @@ main() {
     done
 
     step "5/6 Listing the leases in etcd"
-    printf '    [%s]# etcdctl get --prefix %s/subnets\n' "$etcd_addr" "$etcd_prefix"
-    etcdctl_on_etcd_host get --prefix "$etcd_prefix/subnets" | sed 's/^/      /'
+    list_leases
 
     step "6/6 Sending traffic between the docker0 bridges across the overlay"
     test_traffic

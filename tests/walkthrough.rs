@@ -8,9 +8,10 @@
 
 mod testbed;
 
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use testbed::{
     namespace_exists, Ipv4Cidr, SubnetEnv, Testbed, ETCD_PREFIX, HOST_37, HOST_38, HOST_61,
@@ -515,5 +516,227 @@ fn host_gw_traffic_flows_both_ways() {
     assert!(
         !routes.contains(&network),
         "a stopped flanneld should remove its route to {network}: {routes}"
+    );
+}
+
+#[test]
+fn etcd_v2_walkthrough_as_written() {
+    let mut testbed = Testbed::start_v2();
+
+    // The walkthrough's step 1 on 10.25.31.105. etcdctl 3.4 needs
+    // ETCDCTL_API=2 to use the v2 API, which flannel 0.5 stores its data in.
+    let config_key = format!("{ETCD_PREFIX}/config");
+    let written = testbed.etcdctl_v2(&["set", &config_key, WALKTHROUGH_CONFIG]);
+    assert_eq!(written.trim(), WALKTHROUGH_CONFIG, "etcdctl set output");
+    let read = testbed.etcdctl_v2(&["get", &config_key]);
+    assert_eq!(read.trim(), WALKTHROUGH_CONFIG, "etcdctl get output");
+
+    let host_61 = testbed.bring_up(HOST_61);
+    let host_37 = testbed.bring_up(HOST_37);
+    let env_61 = testbed.wait_for_subnet_env(host_61);
+    let env_37 = testbed.wait_for_subnet_env(host_37);
+    for env in [&env_61, &env_37] {
+        assert_eq!(env.network, walkthrough_network(), "FLANNEL_NETWORK");
+        assert!(
+            walkthrough_network().contains(&env.subnet),
+            "FLANNEL_SUBNET {} lies outside 172.16.0.0/16",
+            env.subnet
+        );
+        assert_eq!(env.mtu, UDP_MTU, "FLANNEL_MTU");
+    }
+    assert_ne!(
+        env_61.subnet, env_37.subnet,
+        "both hosts leased the same subnet"
+    );
+
+    // The walkthrough's check: etcdctl ls, then etcdctl get of a lease.
+    let listed = testbed.etcdctl_v2(&["ls", &format!("{ETCD_PREFIX}/subnets")]);
+    let mut keys: Vec<&str> = listed.lines().filter(|line| !line.is_empty()).collect();
+    keys.sort_unstable();
+    let mut expected_keys = vec![lease_key(&env_61), lease_key(&env_37)];
+    expected_keys.sort_unstable();
+    assert_eq!(keys, expected_keys, "etcdctl ls {ETCD_PREFIX}/subnets");
+    for (env, public_ip) in [(&env_61, "10.25.31.61"), (&env_37, "10.25.31.37")] {
+        let key = lease_key(env);
+        let value = testbed.etcdctl_v2(&["get", &key]);
+        assert!(
+            compact(&value).contains(&format!("\"PublicIP\":\"{public_ip}\"")),
+            "lease {key} should name PublicIP {public_ip}: {value}"
+        );
+        let ttl = testbed.ttl_v2(&key);
+        assert!(
+            ttl.is_some_and(|seconds| seconds <= 86_400 && seconds > 86_400 - 600),
+            "lease {key} should expire in about 24 hours, TTL is {ttl:?} seconds"
+        );
+    }
+    assert!(
+        testbed.leases().is_empty(),
+        "flanneld -etcd-api=v2 wrote keys into the v3 keyspace: {:?}",
+        testbed.leases()
+    );
+    assert_eq!(
+        testbed.etcdctl_v2(&["get", &config_key]).trim(),
+        WALKTHROUGH_CONFIG,
+        "flanneld must leave the network configuration as the operator wrote it"
+    );
+
+    testbed.wait_until_reachable(host_61, host_37);
+    testbed.wait_until_reachable(host_37, host_61);
+    for (from, to) in [(host_61, host_37), (host_37, host_61)] {
+        let (replied, output) = testbed.ping(from, to);
+        assert!(
+            replied,
+            "ping across the overlay failed after a first reply:\n{output}"
+        );
+    }
+    testbed::assert_root_namespace_untouched();
+}
+
+/// Returns how many packets have matched rule `number` (counted from 1)
+/// of the INPUT chain on host `id`.
+fn input_rule_packets(testbed: &Testbed, id: testbed::HostId, number: u32) -> u64 {
+    let rule = testbed.run_on(
+        id,
+        "iptables",
+        &["-w", "-n", "-v", "-x", "-L", "INPUT", &number.to_string()],
+    );
+    rule.split_whitespace()
+        .next()
+        .and_then(|packets| packets.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in iptables rule INPUT {number}: {rule}"))
+}
+
+#[test]
+fn etcd_v2_lease_of_flannel_05_host() {
+    const OLD_LEASE_KEY: &str = "/coreos.com/network/subnets/172.16.99.0-24";
+    const OLD_LEASE: &str = r#"{"PublicIP":"10.25.31.38"}"#;
+    const OLD_SUBNET_ADDR: Ipv4Addr = Ipv4Addr::new(172, 16, 99, 1);
+
+    let mut testbed = Testbed::start_v2();
+    // SubnetMin and SubnetMax leave three subnets, so the two flanneld
+    // hosts must take 172.16.98.0/24 and 172.16.100.0/24 if they respect
+    // the lease of the flannel 0.5 host on 172.16.99.0/24.
+    testbed.etcdctl_v2(&[
+        "set",
+        &format!("{ETCD_PREFIX}/config"),
+        r#"{"Network":"172.16.0.0/16","SubnetMin":"172.16.98.0","SubnetMax":"172.16.100.0"}"#,
+    ]);
+
+    // 10.25.31.38 plays a host that still runs flannel 0.5. Its lease is
+    // written in flannel 0.5's form, and its firewall counts the udp
+    // backend's datagrams that reach it.
+    let old_host = testbed.add_host(HOST_38);
+    testbed.etcdctl_v2(&["set", "--ttl", "86400", OLD_LEASE_KEY, OLD_LEASE]);
+    let from_61 = ["-p", "udp", "-s", "10.25.31.61", "--sport", "8285"];
+    // Rules without a target only count, so both rules see every datagram.
+    let to_old_host = ["-d", "10.25.31.38", "--dport", "8285"];
+    testbed.run_on(
+        old_host,
+        "iptables",
+        &[&["-w", "-A", "INPUT"], &from_61[..], &to_old_host[..]].concat(),
+    );
+    // The ping below as one datagram: its IPv4 packet (84 bytes) plus 28
+    // bytes of IPv4 and UDP headers, with 172.16.99.1 at byte 44, which is
+    // the inner packet's destination address.
+    testbed.run_on(
+        old_host,
+        "iptables",
+        &[
+            &["-w", "-A", "INPUT"],
+            &from_61[..],
+            &["-m", "length", "--length", "112"],
+            &["-m", "u32", "--u32", "44=0xac106301"],
+            &to_old_host[..],
+        ]
+        .concat(),
+    );
+
+    let host_61 = testbed.bring_up(HOST_61);
+    let host_37 = testbed.bring_up(HOST_37);
+    let mut subnets = [
+        testbed.wait_for_subnet_env(host_61).subnet.to_string(),
+        testbed.wait_for_subnet_env(host_37).subnet.to_string(),
+    ];
+    subnets.sort_unstable();
+    assert_eq!(
+        subnets,
+        ["172.16.100.1/24", "172.16.98.1/24"],
+        "FLANNEL_SUBNET of 10.25.31.61 and 10.25.31.37"
+    );
+    let leases = testbed.leases_v2();
+    let keys: Vec<&str> = leases.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "/coreos.com/network/subnets/172.16.100.0-24",
+            "/coreos.com/network/subnets/172.16.98.0-24",
+            OLD_LEASE_KEY,
+        ],
+        "etcdctl ls {ETCD_PREFIX}/subnets"
+    );
+    assert_eq!(
+        testbed.etcdctl_v2(&["get", OLD_LEASE_KEY]).trim(),
+        OLD_LEASE,
+        "flanneld changed the flannel 0.5 host's lease"
+    );
+    testbed.wait_until_reachable(host_61, host_37);
+    testbed.wait_until_reachable(host_37, host_61);
+
+    // No process listens on 10.25.31.38:8285, so the pings get no reply.
+    // The firewall counters show whether 10.25.31.61 sent them there.
+    let deadline = Instant::now() + START_TIMEOUT;
+    while input_rule_packets(&testbed, old_host, 1) == 0 {
+        testbed.assert_flanneld_running(host_61, "while forwarding to the flannel 0.5 host");
+        let (_, output) = testbed.ping_addr(host_61, OLD_SUBNET_ADDR);
+        assert!(
+            Instant::now() < deadline,
+            "no udp datagram from 10.25.31.61:8285 reached 10.25.31.38:8285 within \
+             {START_TIMEOUT:?} of pinging {OLD_SUBNET_ADDR}; last ping:\n{output}"
+        );
+    }
+    let exact = input_rule_packets(&testbed, old_host, 2);
+    let counters = testbed.run_on(old_host, "iptables", &["-w", "-nvx", "-L", "INPUT"]);
+    assert!(
+        exact > 0,
+        "datagrams from 10.25.31.61 reached 10.25.31.38:8285, but none was exactly the \
+         112-byte ping to {OLD_SUBNET_ADDR}:\n{counters}"
+    );
+    testbed.assert_flanneld_running(host_61, "after forwarding to the flannel 0.5 host");
+}
+
+#[test]
+fn etcd_v2_api_not_served() {
+    const EXPECTED: &str = "etcd get of /coreos.com/network/config returned an unexpected \
+        response: HTTP 404 Not Found: this etcd does not serve the v2 API; start etcd with \
+        --enable-v2=true";
+
+    // etcd 3.4 started without --enable-v2=true, as by default.
+    let mut testbed = Testbed::with_config();
+    let host_61 = testbed.add_host(HOST_61);
+    let mut flags = testbed.host(host_61).walkthrough_flags();
+    flags.push("-etcd-api=v2".to_string());
+    testbed.start_flanneld_with(host_61, &flags, &[]);
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let (log, exit) = testbed.flanneld_log(host_61);
+        assert!(
+            exit.is_none(),
+            "flanneld exited ({exit:?}) instead of retrying until etcd serves the v2 API:\n{log}"
+        );
+        if log.contains(EXPECTED) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flanneld logged no `{EXPECTED}` within {START_TIMEOUT:?}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let subnet_env = testbed.host(host_61).subnet_env_path();
+    assert!(
+        !subnet_env.exists(),
+        "flanneld wrote {} without reading a network configuration",
+        subnet_env.display()
     );
 }

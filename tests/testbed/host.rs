@@ -136,6 +136,21 @@ impl Host {
             .assert_running(context);
     }
 
+    /// Returns the whole log of the latest flanneld start and its exit
+    /// status if it has exited. Panics if none was started.
+    pub(super) fn flanneld_log(&mut self) -> (String, Option<ExitStatus>) {
+        let addr = self.addr;
+        let daemon = self
+            .flanneld
+            .as_mut()
+            .unwrap_or_else(|| panic!("flanneld on {addr} was not started"));
+        let exit = daemon.exit_status();
+        let log = self
+            .dir
+            .join(format!("flanneld.{}.log", self.flanneld_starts));
+        (std::fs::read_to_string(log).unwrap_or_default(), exit)
+    }
+
     /// Returns the inode of the current subnet.env file, if there is one.
     pub(super) fn subnet_env_stamp(&self) -> Option<u64> {
         std::fs::metadata(self.subnet_env_path())

@@ -10,6 +10,7 @@
 
 mod command;
 mod daemon;
+mod etcd;
 mod host;
 mod netns;
 mod subnet_env;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 pub use command::Binaries;
 use command::{output, run};
 pub use daemon::Daemon;
+pub use etcd::EtcdApi;
 pub use host::Host;
 use netns::Namespace;
 pub use subnet_env::{Ipv4Cidr, SubnetEnv};
@@ -73,12 +75,24 @@ pub struct Testbed {
     dir: TempDir,
     name_prefix: String,
     binaries: Binaries,
+    etcd_api: EtcdApi,
 }
 
 impl Testbed {
     /// Builds the switch and the etcd host and starts etcd, but writes no
-    /// network configuration.
+    /// network configuration. flanneld uses etcd's v3 API.
     pub fn start() -> Testbed {
+        Testbed::start_with_api(EtcdApi::V3)
+    }
+
+    /// Like [`Testbed::start`], but etcd also serves the v2 keys API and
+    /// every flanneld gets `-etcd-api=v2`, as on a network shared with
+    /// flannel 0.5 hosts.
+    pub fn start_v2() -> Testbed {
+        Testbed::start_with_api(EtcdApi::V2)
+    }
+
+    fn start_with_api(etcd_api: EtcdApi) -> Testbed {
         command::require_root_and_tools();
         let binaries = Binaries::locate();
         netns::remove_orphans(TEMP_DIR_PREFIX);
@@ -94,7 +108,7 @@ impl Testbed {
 
         let etcd_host = Namespace::create(format!("{name_prefix}-etcd"));
         host::wire_to_switch(&etcd_host, &switch, ETCD_HOST);
-        let etcd = start_etcd(&etcd_host, dir.path());
+        let etcd = etcd::start_etcd(&etcd_host, dir.path(), etcd_api);
 
         let mut testbed = Testbed {
             hosts: Vec::new(),
@@ -104,6 +118,7 @@ impl Testbed {
             dir,
             name_prefix,
             binaries,
+            etcd_api,
         };
         testbed.wait_for_etcd();
         testbed
@@ -166,6 +181,51 @@ impl Testbed {
         command
     }
 
+    /// Runs etcdctl with the v2 API (`ETCDCTL_API=2`) on the etcd host, as
+    /// the walkthrough's operator does for flannel 0.5, and returns its
+    /// output. Needs a testbed from [`Testbed::start_v2`].
+    pub fn etcdctl_v2(&self, args: &[&str]) -> String {
+        let mut command = self.etcd_host.command("etcdctl");
+        command
+            .env("ETCDCTL_API", "2")
+            .args(["--timeout=2s", "--total-timeout=5s"])
+            .args(args);
+        run(&mut command)
+    }
+
+    /// Lists the leases in the v2 keyspace as the walkthrough does, with
+    /// `etcdctl ls <prefix>/subnets` and `etcdctl get` of each key, as
+    /// (key, value) pairs sorted by key.
+    pub fn leases_v2(&self) -> Vec<(String, String)> {
+        let listed = self.etcdctl_v2(&["ls", &format!("{ETCD_PREFIX}/subnets")]);
+        let mut leases: Vec<(String, String)> = listed
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|key| {
+                let value = self.etcdctl_v2(&["get", key]);
+                (key.to_string(), value.trim_end().to_string())
+            })
+            .collect();
+        leases.sort_unstable();
+        leases
+    }
+
+    /// Returns the time to live in seconds of v2 key `key`, or `None` if
+    /// the key has no TTL (a reservation).
+    pub fn ttl_v2(&self, key: &str) -> Option<u64> {
+        let extended = self.etcdctl_v2(&["-o", "extended", "get", key]);
+        let ttl = extended
+            .lines()
+            .find_map(|line| line.strip_prefix("TTL: "))
+            .unwrap_or_else(|| panic!("etcdctl -o extended get {key} printed no TTL: {extended}"));
+        let ttl: i64 = ttl
+            .trim()
+            .parse()
+            .unwrap_or_else(|error| panic!("TTL {ttl:?} of {key} is not a number: {error}"));
+        // etcdctl prints 0 for a key without a TTL.
+        u64::try_from(ttl).ok().filter(|&seconds| seconds > 0)
+    }
+
     /// Writes the network configuration to `<prefix>/config`.
     pub fn put_config(&self, json: &str) {
         self.etcdctl(&["put", &format!("{ETCD_PREFIX}/config"), json]);
@@ -183,9 +243,13 @@ impl Testbed {
     }
 
     /// Starts flanneld on host `id` with the walkthrough's flags and a
-    /// subnet file in the host's folder.
+    /// subnet file in the host's folder, plus `-etcd-api=v2` on a testbed
+    /// from [`Testbed::start_v2`].
     pub fn start_flanneld(&mut self, id: HostId) {
-        let flags = self.host(id).walkthrough_flags();
+        let mut flags = self.host(id).walkthrough_flags();
+        if self.etcd_api == EtcdApi::V2 {
+            flags.push("-etcd-api=v2".to_string());
+        }
         self.start_flanneld_with(id, &flags, &[]);
     }
 
@@ -231,8 +295,13 @@ impl Testbed {
     /// Pings host `to`'s `docker0` address once from host `from`'s
     /// `docker0` address. Returns whether a reply came and ping's output.
     pub fn ping(&self, from: HostId, to: HostId) -> (bool, String) {
+        self.ping_addr(from, self.host(to).bridge_addr())
+    }
+
+    /// Pings `target` once from host `from`'s `docker0` address. Returns
+    /// whether a reply came and ping's output.
+    pub fn ping_addr(&self, from: HostId, target: Ipv4Addr) -> (bool, String) {
         let source = self.host(from).bridge_addr();
-        let target = self.host(to).bridge_addr();
         let result = output(
             self.host(from)
                 .namespace()
@@ -329,6 +398,12 @@ impl Testbed {
         self.host_mut(id).assert_flanneld_running(context);
     }
 
+    /// Returns the whole log of host `id`'s latest flanneld and its exit
+    /// status if it has exited.
+    pub fn flanneld_log(&mut self, id: HostId) -> (String, Option<std::process::ExitStatus>) {
+        self.host_mut(id).flanneld_log()
+    }
+
     /// Returns the process id of host `id`'s running flanneld.
     pub fn flanneld_pid(&self, id: HostId) -> u32 {
         self.host(id).flanneld_pid()
@@ -395,32 +470,6 @@ impl Drop for Testbed {
             eprintln!("{}", host.log_report());
         }
     }
-}
-
-/// Starts etcd on the etcd host, listening on the host's address (for the
-/// flannel hosts) and on its loopback (for etcdctl's default endpoint).
-fn start_etcd(namespace: &Namespace, dir: &Path) -> Daemon {
-    let mut command = namespace.command("etcd");
-    command
-        .args(["--name", "walkthrough", "--data-dir"])
-        .arg(dir.join("etcd-data"))
-        .args([
-            "--listen-client-urls",
-            "http://10.25.31.105:2379,http://127.0.0.1:2379",
-            "--advertise-client-urls",
-            ETCD_ENDPOINT,
-            "--listen-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-cluster",
-            "walkthrough=http://127.0.0.1:2380",
-            "--logger",
-            "zap",
-            "--log-level",
-            "warn",
-        ]);
-    Daemon::spawn("etcd on 10.25.31.105", command, &dir.join("etcd.log"))
 }
 
 /// A folder removed with everything in it when dropped.
