@@ -148,12 +148,8 @@ async fn run_with<R: Registry + Clone>(
     readiness: &Readiness,
     signals: &mut Signals,
 ) -> Result<(), DaemonError> {
-    let mut running = tokio::select! {
-        running = start(registry, options, external, readiness) => running?,
-        name = signals.recv() => {
-            info!(signal = name, "stopping during start-up");
-            return Ok(());
-        }
+    let Some(mut running) = start(registry, options, external, readiness, signals).await? else {
+        return Ok(());
     };
 
     // A failure is logged by the caller, after the backend is stopped.
@@ -187,16 +183,26 @@ struct Running<R: Registry> {
     _config_watch: AbortOnDrop,
 }
 
+/// Takes the daemon from the wait for the config to readiness. Returns
+/// `None` when SIGTERM or SIGINT arrives while it waits for the config or a
+/// lease, after removing any device it created.
 async fn start<R: Registry + Clone>(
     registry: R,
     options: &Options,
     external: ExternalInterface,
     readiness: &Readiness,
-) -> Result<Running<R>, DaemonError> {
+    signals: &mut Signals,
+) -> Result<Option<Running<R>>, DaemonError> {
     let previous = subnet_file::previous_lease_key(&options.subnet_file);
 
     let waiter = LeaseManager::new(registry.clone(), ManagerConfig::new(external.public_ip));
-    let config = waiter.wait_for_config().await;
+    let config = tokio::select! {
+        config = waiter.wait_for_config() => config,
+        name = signals.recv() => {
+            info!(signal = name, "stopping during start-up");
+            return Ok(None);
+        }
+    };
     let kind = backend::backend_type(&config)?;
     let prepared = Prepared::new(kind, &config, &external).await?;
 
@@ -210,7 +216,15 @@ async fn start<R: Registry + Clone>(
         ..ManagerConfig::new(external.public_ip)
     };
     let manager = LeaseManager::new(registry, manager_config);
-    let lease = match acquire(&manager, &config).await {
+    let acquired = tokio::select! {
+        acquired = acquire(&manager, &config) => acquired,
+        name = signals.recv() => {
+            info!(signal = name, "stopping during start-up");
+            prepared.discard().await;
+            return Ok(None);
+        }
+    };
+    let lease = match acquired {
         Ok(lease) => lease,
         Err(error) => {
             prepared.discard().await;
@@ -274,7 +288,7 @@ async fn start<R: Registry + Clone>(
         Err(error) => error!(%error, "notifying systemd of readiness failed"),
     }
 
-    Ok(Running {
+    Ok(Some(Running {
         options: options.clone(),
         external,
         kind,
@@ -288,7 +302,7 @@ async fn start<R: Registry + Clone>(
         random_fully,
         _iptables: iptables_task,
         _config_watch: config_watch,
-    })
+    }))
 }
 
 impl<R: Registry> Running<R> {
