@@ -19,6 +19,20 @@ pub enum RegistryError {
         /// The client's error.
         source: etcd_client::Error,
     },
+    /// An HTTP request to an etcd v2 endpoint failed: no connection, a
+    /// broken connection or a TLS failure. The next request tries the next
+    /// endpoint.
+    #[error("etcd v2 {operation} of {key} at {endpoint} failed: {message}")]
+    Transport {
+        /// What was being done.
+        operation: &'static str,
+        /// The key or prefix it was done on.
+        key: String,
+        /// The endpoint the request went to.
+        endpoint: String,
+        /// The HTTP client's error with its causes.
+        message: String,
+    },
     /// etcd did not answer in time.
     #[error("etcd {operation} of {key} timed out after {timeout:?}")]
     Timeout {

@@ -428,15 +428,13 @@ async fn unreachable_endpoint_error_names_key() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_endpoint = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let registry = EtcdV2Registry::connect(&EtcdConfig::new([dead_endpoint])).unwrap();
+    let registry = EtcdV2Registry::connect(&EtcdConfig::new([dead_endpoint.clone()])).unwrap();
 
     let error = registry.config().await.unwrap_err();
 
     let message = error.to_string();
-    assert!(
-        message.starts_with("etcd get of /coreos.com/network/config failed: io error: "),
-        "{message}"
-    );
+    let expected = format!("etcd v2 get of /coreos.com/network/config at {dead_endpoint} failed: ");
+    assert!(message.starts_with(&expected), "{message}");
     assert!(message.contains("Connection refused"), "{message}");
 }
 

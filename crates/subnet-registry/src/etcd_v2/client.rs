@@ -185,10 +185,11 @@ impl Client {
             }
             let index = self.current.load(Ordering::Relaxed);
             let request = self.request(index, &method, path_and_query, form.clone());
-            match self.attempt(operation, key, request, wait).await {
+            let endpoint = &self.endpoints[index];
+            match self.attempt(operation, key, endpoint, request, wait).await {
                 Ok(polled) => return Ok(polled),
                 Err(error) => {
-                    tracing::debug!(%error, endpoint = %self.endpoints[index], "etcd request failed");
+                    tracing::debug!(%error, %endpoint, "etcd request failed");
                     self.fail_over(index);
                     last_error = Some(error);
                 }
@@ -227,17 +228,18 @@ impl Client {
         &self,
         operation: &'static str,
         key: &str,
+        endpoint: &str,
         request: Request<Full<Bytes>>,
         wait: BodyWait,
     ) -> Result<Polled, RegistryError> {
-        // TODO: give RegistryError variants for etcd v2 transport and API
-        // errors. Until then they travel as I/O errors of the etcd v3
-        // client's error type, and as unexpected responses that carry the
-        // etcd error code only in their text.
-        let transport_error = |message: String| RegistryError::Etcd {
+        // NOTE: etcd v2 API errors other than those the callers act on
+        // arrive as UnexpectedResponse, with the etcd error code only in
+        // the text.
+        let transport_error = |message: String| RegistryError::Transport {
             operation,
             key: key.to_owned(),
-            source: etcd_client::Error::IoError(std::io::Error::other(message)),
+            endpoint: endpoint.to_owned(),
+            message,
         };
         let timeout_error = || RegistryError::Timeout {
             operation,
