@@ -368,6 +368,25 @@ fn config_change_while_running_is_logged() {
         daemon.log()
     );
 
+    put_config(&etcd, "not json");
+    daemon.wait_log("the network config in etcd is now invalid");
+    etcd.etcdctl(&["del", &format!("{PREFIX}/config")]).unwrap();
+    daemon.wait_log("the network config was deleted from etcd");
+    put_config(
+        &etcd,
+        r#"{"Network":"172.16.0.0/16","Backend":{"Type":"alloc"}}"#,
+    );
+    daemon.wait_log("the network config in etcd matches the running config again");
+    assert_eq!(
+        http_status_ready(&host),
+        Some(200),
+        "still ready throughout"
+    );
+
     let status = daemon.stop(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+}
+
+fn http_status_ready(host: &Host) -> Option<u16> {
+    http_status(host.healthz, "/readyz")
 }

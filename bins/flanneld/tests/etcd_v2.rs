@@ -16,8 +16,18 @@ fn start_etcd_v2() -> EtcdServer {
 }
 
 fn spawn(etcd: &EtcdServer, dir: &std::path::Path, notify: &NotifySocket, name: &str) -> Daemon {
+    spawn_with_api(etcd, dir, notify, name, "v2")
+}
+
+fn spawn_with_api(
+    etcd: &EtcdServer,
+    dir: &std::path::Path,
+    notify: &NotifySocket,
+    name: &str,
+    api: &str,
+) -> Daemon {
     let args = vec![
-        "-etcd-api=v2".to_owned(),
+        format!("-etcd-api={api}"),
         format!("-etcd-endpoints={}", etcd.endpoint()),
         format!("-etcd-prefix={PREFIX}"),
         format!("-subnet-file={}", dir.join("subnet.env").display()),
@@ -110,6 +120,25 @@ fn v2_api_not_served_is_reported() {
     let notify = NotifySocket::bind(dir.path());
     let mut daemon = spawn(&etcd, dir.path(), &notify, "v3-only");
     daemon.wait_log("--enable-v2=true");
+    let status = daemon.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+}
+
+#[test]
+fn v3_daemon_points_at_v2_config() {
+    // The config exists only where flannel 0.5 writes it.
+    let etcd = start_etcd_v2();
+    etcd.etcdctl_v2(&[
+        "set",
+        &format!("{PREFIX}/config"),
+        r#"{"Network":"172.16.0.0/16","Backend":{"Type":"alloc"}}"#,
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let mut daemon = spawn_with_api(&etcd, dir.path(), &notify, "v3", "v3");
+    daemon.wait_log("start flanneld with -etcd-api=v2 to join that network");
+    assert!(!dir.path().join("subnet.env").exists());
     let status = daemon.stop(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
 }

@@ -196,6 +196,10 @@ async fn start<R: Registry + Clone>(
     let previous = subnet_file::previous_lease_key(&options.subnet_file);
 
     let waiter = LeaseManager::new(registry.clone(), ManagerConfig::new(external.public_ip));
+    // Aborted when the config arrives, so the hint appears only while the
+    // daemon waits.
+    let _v2_hint = (options.etcd.api == EtcdApi::V3)
+        .then(|| AbortOnDrop(tokio::spawn(hint_if_config_in_v2(etcd_config(options)))));
     let config = tokio::select! {
         config = waiter.wait_for_config() => config,
         name = signals.recv() => {
@@ -474,14 +478,15 @@ async fn watch_peers<R: Registry>(manager: &LeaseManager<R>, own: LeaseKey) -> P
     }
 }
 
-/// Logs a warning each time the stored network config comes to differ
-/// from the one the daemon runs with. The daemon reads the config only at
-/// start, as the original did, so the warning asks the operator to
-/// restart it.
+/// Logs each time the stored network config comes to differ from the one
+/// the daemon runs with, or to match it again. The daemon reads the config
+/// only at start, as the original did, so the warnings say what a restart
+/// would do.
 async fn warn_on_config_change<R: Registry>(registry: R, applied: NetworkConfig) {
     let key = registry.config_path();
     let mut delay = Retry::new();
     let mut last_seen = None;
+    let mut was_same = true;
     loop {
         let value = match registry.config().await {
             Ok(value) => value,
@@ -494,13 +499,28 @@ async fn warn_on_config_change<R: Registry>(registry: R, applied: NetworkConfig)
         };
         delay = Retry::new();
         if value.text != last_seen {
-            let differs = match value.text.as_deref().map(NetworkConfig::parse) {
-                Some(Ok(config)) => config != applied,
-                _ => true,
-            };
-            if differs {
-                warn!(%key, "the network config changed in etcd; flanneld reads it only at start, so restart flanneld on every host to apply it");
+            let parsed = value.text.as_deref().map(NetworkConfig::parse);
+            let is_same = matches!(&parsed, Some(Ok(config)) if *config == applied);
+            match parsed {
+                _ if is_same && was_same => {}
+                _ if is_same => {
+                    info!(%key, "the network config in etcd matches the running config again")
+                }
+                None => warn!(
+                    %key,
+                    "the network config was deleted from etcd; flanneld keeps running with the config it started with, but a restarted flanneld waits until a config is written"
+                ),
+                Some(Err(error)) => warn!(
+                    %key,
+                    %error,
+                    "the network config in etcd is now invalid; flanneld keeps running with the config it started with, but a restarted flanneld waits for a valid one"
+                ),
+                Some(Ok(_)) => warn!(
+                    %key,
+                    "the network config changed in etcd; flanneld reads it only at start, so restart flanneld on every host to apply it"
+                ),
             }
+            was_same = is_same;
             last_seen = value.text.clone();
         }
         if let Err(error) = registry.wait_config_change(value.revision).await {
@@ -508,6 +528,32 @@ async fn warn_on_config_change<R: Registry>(registry: R, applied: NetworkConfig)
             debug!(%error, retry_in = ?wait, "watching the network config failed");
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// How long the daemon waits for a config in the v3 keyspace before it
+/// looks for one in the v2 keyspace.
+const V2_HINT_DELAY: Duration = Duration::from_secs(3);
+
+/// Looks for the network config in etcd's v2 keyspace, where flannel 0.5
+/// keeps it, and logs how to use it if it is there. Runs once, while the
+/// daemon waits for a config in the v3 keyspace.
+async fn hint_if_config_in_v2(config: EtcdConfig) {
+    tokio::time::sleep(V2_HINT_DELAY).await;
+    let registry = match EtcdV2Registry::connect(&config) {
+        Ok(registry) => registry,
+        Err(error) => {
+            debug!(%error, "looking for the config in the v2 keyspace failed");
+            return;
+        }
+    };
+    match registry.config().await {
+        Ok(value) if value.text.is_some() => warn!(
+            key = %registry.config_path(),
+            "the network config is missing from etcd's v3 keyspace but present in its v2 keyspace, where flannel 0.5 keeps it (etcdctl set); start flanneld with -etcd-api=v2 to join that network"
+        ),
+        Ok(_) => {}
+        Err(error) => debug!(%error, "looking for the config in the v2 keyspace failed"),
     }
 }
 
