@@ -478,9 +478,9 @@ impl<E: Fn(&str) -> Option<String>> Lookup<'_, E> {
             api: self.required("etcd-api", values::parse_etcd_api)?,
             endpoints: self.required("etcd-endpoints", values::parse_endpoints)?,
             prefix: self.required("etcd-prefix", values::parse_prefix)?,
-            ca_file: self.optional("etcd-cafile", values::parse_existing_file)?,
-            cert_file: self.optional("etcd-certfile", values::parse_existing_file)?,
-            key_file: self.optional("etcd-keyfile", values::parse_existing_file)?,
+            ca_file: self.optional("etcd-cafile", values::parse_pem_file)?,
+            cert_file: self.optional("etcd-certfile", values::parse_pem_file)?,
+            key_file: self.optional("etcd-keyfile", values::parse_pem_file)?,
             username: self.optional("etcd-username", |value| Ok(value.to_owned()))?,
             password: self.optional("etcd-password", |value| Ok(value.to_owned()))?,
         };

@@ -436,7 +436,11 @@ fn invalid_environment_value_names_variable() {
 fn partner_flags_required() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.pem");
-    std::fs::write(&cert, "pem").unwrap();
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let cert_flag = format!("-etcd-certfile={}", cert.display());
     assert_eq!(
         invalid_message(&[cert_flag.as_str()], &[]),
@@ -512,7 +516,11 @@ fn etcd_api_from_flag_and_environment() {
 fn tls_files_need_https_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "pem").unwrap();
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let ca = ca.to_str().unwrap();
 
     let cafile = format!("-etcd-cafile={ca}");
@@ -552,4 +560,22 @@ fn verbosity_from_environment() {
         invalid_message(&[], &[("FLANNELD_V", "loud")]),
         r#"invalid value "loud" for flag -v (from environment variable FLANNELD_V): not a verbosity level; expected a whole number from 0 to 255"#
     );
+}
+
+#[test]
+fn tls_file_must_be_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let junk = junk.to_str().unwrap();
+    let endpoints = "-etcd-endpoints=https://127.0.0.1:2379";
+    for flag in ["etcd-cafile", "etcd-certfile", "etcd-keyfile"] {
+        let arg = format!("-{flag}={junk}");
+        assert_eq!(
+            invalid_message(&[endpoints, &arg], &[]),
+            format!(
+                "invalid value {junk:?} for flag -{flag}: not a PEM file; expected text with a line such as -----BEGIN CERTIFICATE-----"
+            )
+        );
+    }
 }

@@ -70,6 +70,9 @@ pub enum Problem {
     /// The duration is shorter than one second.
     #[error("too short; expected at least 1 second")]
     DurationTooShort,
+    /// A TLS file holds no PEM block.
+    #[error("not a PEM file; expected text with a line such as -----BEGIN CERTIFICATE-----")]
+    NotPem,
     /// The value is not a boolean.
     #[error("not a boolean; expected true or false (also 1, 0, t, f)")]
     NotBool,
@@ -204,6 +207,24 @@ pub fn parse_existing_file(value: &str) -> Result<PathBuf, Problem> {
         Err(err) => Err(Problem::Unreadable(err)),
     }
 }
+
+/// Checks a TLS file: it must exist and hold PEM text, such as a
+/// certificate or a private key. The contents are checked in full when
+/// the etcd client loads them.
+pub fn parse_pem_file(value: &str) -> Result<PathBuf, Problem> {
+    let path = parse_existing_file(value)?;
+    let contents = std::fs::read(&path).map_err(Problem::Unreadable)?;
+    if !contents
+        .windows(PEM_MARKER.len())
+        .any(|window| window == PEM_MARKER)
+    {
+        return Err(Problem::NotPem);
+    }
+    Ok(path)
+}
+
+/// The start of every PEM block's first line.
+const PEM_MARKER: &[u8] = b"-----BEGIN ";
 
 /// Checks a file that flanneld writes: it may not exist yet, but it must
 /// not be a directory.
