@@ -50,8 +50,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Log levels of the libraries whose trace output says nothing about
-/// flanneld itself.
+/// Log levels of the libraries whose trace output is not about flanneld
+/// itself.
 const NOISY_LIBRARIES: [&str; 7] = [
     "netlink_proto=info",
     "netlink_sys=info",
@@ -71,7 +71,7 @@ fn init_logging(verbosity: u8) {
         _ => LevelFilter::TRACE,
     };
     // netlink-packet-route warns about every kernel attribute newer than
-    // itself while interfaces are listed; those warnings say nothing about
+    // itself while interfaces are listed; those warnings are not about
     // flanneld.
     let mut filter = EnvFilter::builder()
         .with_default_directive(level.into())

@@ -42,8 +42,8 @@ pub struct BackendConfig {
     pub options: Map<String, Value>,
 }
 
-/// Why a network config was rejected. Each message names the key, the value
-/// and what would be valid.
+/// Error for a rejected network config. Each message names the key, the
+/// value and what would be valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -78,7 +78,7 @@ pub enum ConfigError {
         /// A valid value to show.
         example: &'static str,
     },
-    /// A key holds a JSON value of the wrong type.
+    /// A key has a JSON value of the wrong type.
     #[error("{key} must be {expected}, found {found}")]
     WrongType {
         /// The key, such as `SubnetLen` or `Backend.Port`.
@@ -281,7 +281,7 @@ impl BackendConfig {
 struct FamilyRules {
     enable_key: &'static str,
     example: &'static str,
-    /// The longest network prefix that still holds four default subnets.
+    /// The longest network prefix that still contains four default subnets.
     max_network_prefix: u8,
     /// Network prefixes up to this get `default_subnet_len`.
     wide_network_prefix: u8,
@@ -364,7 +364,7 @@ where
     SubnetRange::new(network, subnet_len, min, max)
 }
 
-/// The subnet length: the config's value checked against the network, or
+/// Returns the subnet length: the config's value checked against the network, or
 /// the default for the network's size. Zero counts as absent.
 fn subnet_len<N: Cidr>(
     fields: &Fields<'_>,
@@ -434,17 +434,17 @@ where
     Ok((!addr.is_unspecified_addr()).then_some(addr))
 }
 
-/// The number of addresses in one subnet of length `subnet_len`; at least
+/// Returns the number of addresses in one subnet of length `subnet_len`; at least
 /// 2 since subnet lengths stop short of a full address.
 fn subnet_size<N: Cidr>(subnet_len: u8) -> u128 {
     1u128 << (N::BITS - subnet_len)
 }
 
-/// The network address of the `index`-th subnet of `network`.
+/// Returns the network address of the `index`-th subnet of `network`.
 fn subnet_start<N: Cidr>(network: N, subnet_len: u8, index: u128) -> N::Addr {
     let subnet = network
         .nth_subnet(subnet_len, index)
-        .expect("a validated network holds at least four subnets");
+        .expect("a validated network contains at least four subnets");
     subnet.network_addr()
 }
 
@@ -518,7 +518,7 @@ pub fn describe(value: &Value) -> String {
     format!("{cut}...")
 }
 
-/// The decoder's message without its own " at line L column C" suffix,
+/// Returns the decoder's message without its own " at line L column C" suffix,
 /// which [`ConfigError::Syntax`] states itself.
 fn syntax_message(error: &serde_json::Error) -> String {
     let text = error.to_string();

@@ -1,7 +1,7 @@
 //! The range of subnets that may be leased: `SubnetMin..=SubnetMax` of one
-//! address family, with constant-time conversion between a subnet and its
-//! index, so that an allocator can keep a bitmap or an ordered set of
-//! indices instead of a list of subnets.
+//! address family. A subnet converts to its index and back in constant
+//! time, so an allocator can keep a bitmap or an ordered set of indices
+//! instead of a list of subnets.
 
 use crate::cidr::Cidr;
 use crate::config::ConfigError;
@@ -63,32 +63,32 @@ impl<N: Cidr> SubnetRange<N> {
         })
     }
 
-    /// The whole overlay network, such as `172.16.0.0/16`.
+    /// Returns the whole overlay network, such as `172.16.0.0/16`.
     pub fn network(&self) -> N {
         self.network
     }
 
-    /// The prefix length of each leased subnet.
+    /// Returns the prefix length of each leased subnet.
     pub fn subnet_len(&self) -> u8 {
         self.subnet_len
     }
 
-    /// The first leasable subnet (`SubnetMin`).
+    /// Returns the first leasable subnet (`SubnetMin`).
     pub fn min(&self) -> N {
         self.nth_of_network(self.first_index)
     }
 
-    /// The last leasable subnet (`SubnetMax`).
+    /// Returns the last leasable subnet (`SubnetMax`).
     pub fn max(&self) -> N {
         self.nth_of_network(self.first_index + (self.count - 1))
     }
 
-    /// The number of leasable subnets.
+    /// Returns the number of leasable subnets.
     pub fn len(&self) -> u128 {
         self.count
     }
 
-    /// Always false: a range holds at least one subnet.
+    /// Returns false: a range contains at least one subnet.
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -102,7 +102,7 @@ impl<N: Cidr> SubnetRange<N> {
         Some(self.nth_of_network(self.first_index + index))
     }
 
-    /// The index of `subnet` in this range; `None` unless it has this
+    /// Returns the index of `subnet` in this range; `None` unless it has this
     /// range's prefix length, no host bits, and lies from `min` to `max`.
     pub fn index_of(&self, subnet: &N) -> Option<u128> {
         if subnet.prefix_len() != self.subnet_len {
@@ -116,7 +116,7 @@ impl<N: Cidr> SubnetRange<N> {
         (index < self.count).then_some(index)
     }
 
-    /// Whether `subnet` may be leased from this range.
+    /// Checks whether `subnet` may be leased from this range.
     pub fn contains(&self, subnet: &N) -> bool {
         self.index_of(subnet).is_some()
     }
@@ -133,13 +133,13 @@ impl<N: Cidr> SubnetRange<N> {
     }
 }
 
-/// The configuration key name for this family: `SubnetMin` or
+/// Returns the configuration key name for this family: `SubnetMin` or
 /// `IPv6SubnetMin`.
 pub(crate) fn key<N: Cidr>(name: &str) -> String {
     format!("{}{}", N::KEY_PREFIX, name)
 }
 
-/// The index of the subnet that starts at `bound`, checking that it lies in
+/// Returns the index of the subnet that starts at `bound`, checking that it lies in
 /// `network` and on a `subnet_len` boundary.
 fn bound_index<N: Cidr>(
     network: N,

@@ -41,7 +41,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, shared by every clone.
+/// A clock that moves only when the caller advances it, shared by every clone.
 ///
 /// Tasks waiting in [`sleep_until`](Clock::sleep_until) wake when
 /// [`advance`](ManualClock::advance) or [`set`](ManualClock::set) reaches

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use subnet_core::lease::LeaseKey;
 
-/// The store could not be reached or answered with an error.
+/// The store could not be reached or returned an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The etcd client returned an error.
@@ -33,7 +33,7 @@ pub enum RegistryError {
         /// The HTTP client's error with its causes.
         message: String,
     },
-    /// etcd did not answer in time.
+    /// etcd did not respond in time.
     #[error("etcd {operation} of {key} timed out after {timeout:?}")]
     Timeout {
         /// What was being done.
@@ -43,7 +43,7 @@ pub enum RegistryError {
         /// The time allowed for each call.
         timeout: Duration,
     },
-    /// etcd returned an answer that violates its protocol, such as a
+    /// etcd returned a response that violates its protocol, such as a
     /// transaction without the expected response.
     #[error("etcd {operation} of {key} returned an unexpected response: {detail}")]
     UnexpectedResponse {

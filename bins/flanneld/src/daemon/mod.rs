@@ -480,8 +480,8 @@ async fn watch_peers<R: Registry>(manager: &LeaseManager<R>, own: LeaseKey) -> P
 
 /// Logs each time the stored network config comes to differ from the one
 /// the daemon runs with, or to match it again. The daemon reads the config
-/// only at start, as the original did, so the warnings say what a restart
-/// would do.
+/// only at start, as the original did, so each warning states what a
+/// restart would do.
 async fn warn_on_config_change<R: Registry>(registry: R, applied: NetworkConfig) {
     let key = registry.config_path();
     let mut delay = Retry::new();

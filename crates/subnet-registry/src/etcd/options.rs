@@ -12,7 +12,7 @@ use crate::DEFAULT_PREFIX;
 #[derive(Clone)]
 pub struct EtcdConfig {
     /// Client URLs of the cluster members, such as `http://127.0.0.1:2379`.
-    /// Requests are balanced over those that answer.
+    /// Requests are balanced over those that respond.
     pub endpoints: Vec<String>,
     /// The key prefix of the network, `/coreos.com/network` by default.
     pub prefix: String,
